@@ -1,0 +1,77 @@
+"""The shop's JSON API (``/api/v1``): bearer keys, idempotent POSTs, problem+json errors."""
+from __future__ import annotations
+
+import hashlib
+
+from flask import Response, current_app, g, request
+from flask_smorest import Blueprint
+
+from .. import clock
+from ..errors import ApiError
+from ..extensions import limiter
+from ..services import apikeys, idempotency
+
+blp = Blueprint("api", __name__, url_prefix="/api/v1", description="The shop backend's API.")
+
+# Routes that authenticate on their own (a carrier's signature instead of a shop key).
+PUBLIC_ENDPOINTS: set[str] = set()
+
+
+def rate_limit_key() -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth:
+        return "key:" + hashlib.sha256(auth.encode()).hexdigest()[:24]
+    return "ip:" + (request.remote_addr or "?")
+
+
+@blp.before_request
+def authenticate():
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    record = apikeys.authenticate(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+    if record is None:
+        raise ApiError(401, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.",
+                       headers={"WWW-Authenticate": 'Bearer realm="rma"'})
+    g.api_key_id, g.actor = record.id, f"api:{record.name}"
+    if request.method == "POST":
+        return _claim_idempotency_key(record.id)
+    return None
+
+
+def _claim_idempotency_key(api_key_id: int):
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise ApiError(422, "validation_error", "Idempotency-Key must be 1 to 255 characters.",
+                       errors={"Idempotency-Key": ["Must be 1 to 255 characters."]})
+    fingerprint = idempotency.request_fingerprint(request.method, request.path, request.get_data(cache=True))
+    record_id, replay = idempotency.claim(api_key_id, key, fingerprint, clock.now(),
+                                          int(current_app.config["RMA"]["IDEMPOTENCY_TTL_HOURS"]))
+    if replay is not None:
+        resp = Response(replay.body, status=replay.status, headers=replay.headers)
+        resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+    g.idempotency_record = record_id
+    return None
+
+
+@blp.after_request
+def store_idempotent_answer(response: Response) -> Response:
+    record_id = g.pop("idempotency_record", None)
+    if record_id is not None:
+        if response.status_code >= 500:
+            idempotency.release(record_id)
+        else:
+            keep = {k: v for k, v in response.headers.items() if k in ("Content-Type", "Location")}
+            idempotency.finish(record_id, response.status_code, response.get_data(as_text=True), keep)
+    return response
+
+
+limiter.limit(lambda: current_app.config["RMA"]["RATELIMIT_API"], key_func=rate_limit_key)(blp)
+
+
+def init_app(app, api) -> None:
+    from . import carriers, orders, returns  # noqa: F401  (routes register on blp)
+    api.register_blueprint(blp)

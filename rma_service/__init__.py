@@ -1,0 +1,98 @@
+"""The RMA service: ``create_app`` builds the Flask application."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from flask import Flask, jsonify, request, send_from_directory
+from sqlalchemy import event, text
+
+from .config import ROOT, flask_config, load_config
+from flask_smorest import Api
+
+from .extensions import babel, csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
+    cfg = load_config(config)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
+                instance_path=str(ROOT / "instance"))
+    app.config.update(flask_config(cfg))
+    app.config["RMA"] = cfg
+    app.json.sort_keys = False  # keep the contract's field order in responses
+    logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if cfg["DATABASE_URL"].startswith("sqlite:///"):
+        (ROOT / "instance").mkdir(exist_ok=True)
+
+    db.init_app(app)
+    with app.app_context():
+        _tune_sqlite(db.engine)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+    limiter.init_app(app)
+    # One Api per application (it holds the app's OpenAPI spec), so tests can build many apps.
+    api = Api(app)
+
+    from .errors import register_error_handlers
+    register_error_handlers(app)
+
+    from .api import blp as api_blp, init_app as init_api
+    init_api(app, api)
+    csrf.exempt(api_blp)
+    from .web import bp as web_bp
+    from .admin import bp as admin_bp
+    app.register_blueprint(web_bp)
+    app.register_blueprint(admin_bp)
+
+    from .cli import register_cli
+    register_cli(app)
+
+    _register_core_routes(app)
+    return app
+
+
+def _select_locale() -> str:
+    return request.accept_languages.best_match(["en", "fr"]) or "en"
+
+
+def _tune_sqlite(engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        cur = dbapi_conn.cursor()
+        # WAL lets readers work while one writer writes; foreign keys are off by default.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def _register_core_routes(app: Flask) -> None:
+    import swagger_ui_bundle
+
+    @app.get("/healthz")
+    @limiter.exempt
+    def healthz():
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            app.logger.exception("health check: database unreachable")
+            return jsonify(status="unavailable"), 503
+        return jsonify(status="ok")
+
+    @app.get("/api/swagger-ui/<path:filename>")
+    @limiter.exempt
+    def swagger_ui_assets(filename: str):
+        """Swagger UI from the pinned swagger-ui-bundle package: docs work offline."""
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+
+    @app.get("/")
+    def index():
+        from flask import redirect, url_for
+        return redirect(url_for("web.start"))

@@ -1,0 +1,215 @@
+"""marshmallow schemas: each loads a request or documents a response of the contract."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from ..domain.policy import CONDITIONS, DISPOSITIONS, REASONS, RESOLUTIONS
+from ..domain.status import STATUSES
+
+Str = fields.String
+
+
+class Money(fields.Field):
+    """A decimal string with at most two places (``"49.90"``); never a float."""
+
+    default_error_messages = {
+        "invalid": 'Send money as a decimal string with at most two places, e.g. "49.90".',
+        "negative": "Must not be negative.",
+    }
+
+    def __init__(self, *, positive: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.positive = positive
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise self.make_error("invalid")
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise self.make_error("invalid") from None
+        if not amount.is_finite() or amount.as_tuple().exponent < -2 or abs(amount) >= Decimal("1e10"):
+            raise self.make_error("invalid")
+        if amount < 0 or (self.positive and amount == 0):
+            raise ValidationError("Must be more than zero." if self.positive else "Must not be negative.")
+        return amount.quantize(Decimal("0.01"))
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(value)
+
+
+def text(max_len: int, **kw) -> fields.String:
+    return Str(validate=validate.Length(min=1, max=max_len), **kw)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CustomerIn(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = text(200, required=True)
+    locale = Str(validate=validate.OneOf(["en", "fr"]), load_default="en")
+
+
+class AddressIn(StrictSchema):
+    name = text(200, required=True)
+    line1 = text(200, required=True)
+    line2 = Str(validate=validate.Length(max=200), allow_none=True)
+    postal_code = text(20, required=True)
+    city = text(100, required=True)
+    country = Str(required=True, validate=validate.Regexp(r"^[A-Za-z]{2}$", error="ISO 3166 alpha-2 code, e.g. FR."))
+
+
+class OrderLineIn(StrictSchema):
+    line_id = text(64, required=True)
+    sku = text(64, required=True)
+    name = text(300, required=True)
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=100_000))
+    unit_price = Money(required=True)
+    category = Str(validate=validate.Length(max=64), allow_none=True)
+    returnable = fields.Boolean(allow_none=True)
+
+
+class OrderIn(StrictSchema):
+    customer = fields.Nested(CustomerIn, required=True)
+    shipping_address = fields.Nested(AddressIn, required=True)
+    placed_at = fields.AwareDateTime(required=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    currency = Str(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR."))
+    lines = fields.List(fields.Nested(OrderLineIn), required=True, validate=validate.Length(min=1, max=500))
+
+    @validates_schema
+    def _delivered_after_placed(self, data, **kwargs):
+        if data.get("delivered_at") and data.get("placed_at") and data["delivered_at"] < data["placed_at"]:
+            raise ValidationError("Cannot be before placed_at.", "delivered_at")
+
+
+class EligibilityOut(Schema):
+    eligible = fields.Boolean()
+    reason_code = Str(allow_none=True)
+
+
+class OrderLineOut(Schema):
+    line_id, sku, name = Str(), Str(), Str()
+    quantity = fields.Integer()
+    unit_price = Str(metadata={"example": "49.90"})
+    category = Str(allow_none=True)
+    returnable = fields.Boolean(allow_none=True)
+    returnable_quantity = fields.Integer()
+    eligibility = fields.Nested(EligibilityOut)
+
+
+class OrderOut(Schema):
+    order_number = Str()
+    customer = fields.Dict()
+    shipping_address = fields.Dict()
+    placed_at = Str()
+    delivered_at = Str(allow_none=True)
+    currency = Str()
+    lines = fields.List(fields.Nested(OrderLineOut))
+    created_at, updated_at = Str(), Str()
+
+
+class ReturnItemIn(StrictSchema):
+    line_id = text(64, required=True)
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=100_000))
+    reason = Str(required=True, validate=validate.OneOf(REASONS))
+    comment = Str(validate=validate.Length(max=2000), allow_none=True)
+
+
+class ReturnIn(StrictSchema):
+    order_number = text(64, required=True)
+    email = Str(required=True, validate=validate.Length(min=3, max=254))
+    items = fields.List(fields.Nested(ReturnItemIn), required=True, validate=validate.Length(min=1, max=100))
+    resolution = Str(validate=validate.OneOf(RESOLUTIONS), load_default="refund")
+
+
+class ReturnItemOut(Schema):
+    line_id, sku, name = Str(), Str(), Str()
+    quantity = fields.Integer()
+    reason = Str()
+    comment = Str(allow_none=True)
+    unit_price = Str()
+    received_quantity = fields.Integer()
+    condition = Str(allow_none=True)
+    disposition = Str()
+
+
+class LabelOut(Schema):
+    carrier, tracking_number, status, expires_at, url = Str(), Str(allow_none=True), Str(), Str(allow_none=True), Str(allow_none=True)
+
+
+class RefundOut(Schema):
+    currency, amount_due, amount_refunded = Str(), Str(), Str()
+    due_at, refunded_at = Str(allow_none=True), Str(allow_none=True)
+    overdue = fields.Boolean()
+    days_late = fields.Integer()
+    surcharge_rate = Str()
+
+
+class ReturnOut(Schema):
+    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2X"})
+    status = Str(validate=validate.OneOf(STATUSES))
+    order_number, resolution, created_at, updated_at = Str(), Str(), Str(), Str()
+    customer = fields.Dict()
+    items = fields.List(fields.Nested(ReturnItemOut))
+    label = fields.Nested(LabelOut, allow_none=True)
+    refund = fields.Nested(RefundOut)
+    dispute = fields.Dict(allow_none=True)
+    links = fields.Dict()
+
+
+class ReturnPage(Schema):
+    items = fields.List(fields.Nested(ReturnOut))
+    next_cursor = Str(allow_none=True)
+
+
+class ReturnListQuery(StrictSchema):
+    status = Str(validate=validate.OneOf(STATUSES))
+    order_number = Str(validate=validate.Length(max=64))
+    email = Str(validate=validate.Length(max=254))
+    created_from = fields.AwareDateTime()
+    created_to = fields.AwareDateTime()
+    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    cursor = Str(validate=validate.Length(max=200))
+
+
+class RejectIn(StrictSchema):
+    reason = text(2000, required=True)
+
+
+class ReceiveItemIn(StrictSchema):
+    line_id = text(64, required=True)
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000))
+
+
+class ReceiveIn(StrictSchema):
+    items = fields.List(fields.Nested(ReceiveItemIn), validate=validate.Length(min=1, max=100))
+
+
+class TriageIn(StrictSchema):
+    disposition = Str(required=True, validate=validate.OneOf(DISPOSITIONS))
+    condition = Str(required=True, validate=validate.OneOf(CONDITIONS))
+    note = Str(validate=validate.Length(max=2000), allow_none=True)
+
+
+class RefundIn(StrictSchema):
+    amount = Money(required=True, positive=True)
+    reference = Str(validate=validate.Length(max=200), allow_none=True)
+
+
+class CloseIn(StrictSchema):
+    note = Str(validate=validate.Length(max=2000), allow_none=True)
+
+
+class EventOut(Schema):
+    type, at, actor = Str(), Str(), Str()
+    data = fields.Dict()
+
+
+class EventList(Schema):
+    items = fields.List(fields.Nested(EventOut))

@@ -1,0 +1,1 @@
+"""Demo data so that a newcomer sees a populated service at once (``flask rma demo-data``)."""

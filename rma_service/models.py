@@ -1,0 +1,424 @@
+"""Typed SQLAlchemy 2.0 models. No business rules and no commits here: services own both.
+
+Conventions: every datetime is timezone-aware UTC (``UTCDateTime``), money is ``Numeric``
+read back as ``Decimal`` (``Money``), enumerations are short strings whose allowed values live
+in ``domain/``.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        Numeric, String, Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC; always returns aware UTC datetimes, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator):
+    """Decimal with two places, exact on PostgreSQL; on SQLite stored as text so no float
+    ever touches an amount."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(24))
+        return dialect.type_descriptor(Numeric(12, 2))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = Decimal(value).quantize(Decimal("0.01"))
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return Decimal(value).quantize(Decimal("0.01"))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+Model = db.Model
+
+
+class Agent(Model):
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="agent")  # agent | admin
+    handles_disputes: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    away: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_assigned_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Flask-Login protocol
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiKey(Model):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class Order(Model):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    customer_name: Mapped[str] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(5), default="en")
+    ship_name: Mapped[str] = mapped_column(String(200))
+    ship_line1: Mapped[str] = mapped_column(String(200))
+    ship_line2: Mapped[Optional[str]] = mapped_column(String(200))
+    ship_postal_code: Mapped[str] = mapped_column(String(20))
+    ship_city: Mapped[str] = mapped_column(String(100))
+    ship_country: Mapped[str] = mapped_column(String(2))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list["OrderLine"]] = relationship(back_populates="order", order_by="OrderLine.id",
+                                                    cascade="all, delete-orphan")
+
+
+class OrderLine(Model):
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "line_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    line_id: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    category: Mapped[Optional[str]] = mapped_column(String(64))
+    returnable: Mapped[Optional[bool]] = mapped_column(Boolean)
+    # Units held by returns that are open or completed (not rejected/cancelled/expired).
+    # Moved only by one conditional UPDATE, so racing requests can never over-reserve.
+    reserved_quantity: Mapped[int] = mapped_column(Integer, default=0)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+class Return(Model):
+    __tablename__ = "returns"
+    __table_args__ = (
+        Index("ix_returns_status_created", "status", "created_at", "id"),
+        Index("ix_returns_created", "created_at", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The eight canonical symbols, without prefix or hyphens (e.g. "7K3M9Q2X").
+    rma_code: Mapped[str] = mapped_column(String(8), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    resolution: Mapped[str] = mapped_column(String(16), default="refund")
+    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    customer_name: Mapped[str] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(5), default="en")
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    authorized_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    first_scan_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    received_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    inspected_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    refunded_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, index=True)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    shipping_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    restocking_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    # Set when a dispute is resolved: replaces the items' value in the amount due.
+    adjusted_amount: Mapped[Optional[Decimal]] = mapped_column(Money)
+    amount_refunded: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    refund_reference: Mapped[Optional[str]] = mapped_column(String(200))
+    reject_reason: Mapped[Optional[str]] = mapped_column(Text)
+    # Optimistic lock: a concurrent change of the same return fails instead of being lost.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    order: Mapped[Order] = relationship()
+    items: Mapped[list["ReturnItem"]] = relationship(back_populates="ret", order_by="ReturnItem.id",
+                                                     cascade="all, delete-orphan")
+    labels: Mapped[list["Label"]] = relationship(back_populates="ret", order_by="Label.id")
+    disputes: Mapped[list["Dispute"]] = relationship(back_populates="ret", order_by="Dispute.id")
+
+
+class ReturnItem(Model):
+    __tablename__ = "return_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    line_id: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[Optional[str]] = mapped_column(Text)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    received_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    condition: Mapped[Optional[str]] = mapped_column(String(16))
+    disposition: Mapped[str] = mapped_column(String(16), default="pending")
+    refurbish_status: Mapped[Optional[str]] = mapped_column(String(16))  # pending | refurbished | recycled
+    triage_note: Mapped[Optional[str]] = mapped_column(Text)
+    triaged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    ret: Mapped[Return] = relationship(back_populates="items")
+    photos: Mapped[list["Photo"]] = relationship(back_populates="item", order_by="Photo.id",
+                                                 cascade="all, delete-orphan")
+
+
+class Photo(Model):
+    __tablename__ = "photos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_item_id: Mapped[int] = mapped_column(ForeignKey("return_items.id", ondelete="CASCADE"), index=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    item: Mapped[ReturnItem] = relationship(back_populates="photos")
+
+
+class Event(Model):
+    """The audit trail: one row per status change and per notable act, never updated."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_return", "return_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    dispute_id: Mapped[Optional[int]] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(48))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(254))
+    from_status: Mapped[Optional[str]] = mapped_column(String(16))
+    to_status: Mapped[Optional[str]] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IdempotencyKey(Model):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running | done
+    response_status: Mapped[Optional[int]] = mapped_column(Integer)
+    response_body: Mapped[Optional[str]] = mapped_column(Text)
+    response_headers: Mapped[Optional[dict[str, str]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookEndpoint(Model):
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[Optional[str]] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class OutboxEvent(Model):
+    """A domain event to tell the shop about, written in the transaction of the change."""
+
+    __tablename__ = "outbox_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    type: Mapped[str] = mapped_column(String(48))
+    return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="SET NULL"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Model):
+    """One event to one endpoint; claimed by a scheduler with ``locked_until``."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("outbox_event_id", "endpoint_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    event: Mapped[OutboxEvent] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+class MailMessage(Model):
+    """A mail to send, written in the transaction of the change; sent by the scheduler."""
+
+    __tablename__ = "mail_messages"
+    __table_args__ = (Index("ix_mail_messages_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    to: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[Optional[str]] = mapped_column(Text)
+    return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Label(Model):
+    __tablename__ = "labels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(32), default="standard")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | issued | failed | voided | expired
+    tracking_number: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    carrier_shipment_id: Mapped[Optional[str]] = mapped_column(String(128))
+    pdf: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    cost: Mapped[Optional[Decimal]] = mapped_column(Money)
+    currency: Mapped[Optional[str]] = mapped_column(String(3))
+    tracking_status: Mapped[Optional[str]] = mapped_column(String(24))
+    tracking_updated_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    issued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    voided_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    ret: Mapped[Return] = relationship(back_populates="labels")
+
+
+class CarrierEvent(Model):
+    __tablename__ = "carrier_events"
+    __table_args__ = (UniqueConstraint("carrier", "event_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(128))
+    label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"), index=True)
+    tracking_number: Mapped[str] = mapped_column(String(64))
+    raw_status: Mapped[str] = mapped_column(String(64))
+    status: Mapped[Optional[str]] = mapped_column(String(24))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Dispute(Model):
+    __tablename__ = "disputes"
+    __table_args__ = (Index("ix_disputes_status_handler", "status", "handler_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    handler_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
+    customer_email: Mapped[str] = mapped_column(String(254), index=True)
+    amount_at_stake: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    findings: Mapped[Optional[str]] = mapped_column(Text)
+    outcome: Mapped[Optional[str]] = mapped_column(String(16))  # accept | partial | reject
+    resolved_amount: Mapped[Optional[Decimal]] = mapped_column(Money)
+    resolution_note: Mapped[Optional[str]] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    assigned_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_customer_message_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_handler_reply_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    ret: Mapped[Return] = relationship(back_populates="disputes")
+    handler: Mapped[Optional[Agent]] = relationship()
+    messages: Mapped[list["DisputeMessage"]] = relationship(back_populates="dispute", order_by="DisputeMessage.id",
+                                                            cascade="all, delete-orphan")
+
+
+class DisputeMessage(Model):
+    __tablename__ = "dispute_messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(16))  # customer | handler
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    dispute: Mapped[Dispute] = relationship(back_populates="messages")
+
+
+class ReminderSent(Model):
+    """One row per reminder occurrence: the unique key is what makes "exactly once" hold
+    when several schedulers sweep at the same time."""
+
+    __tablename__ = "reminders_sent"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    dispute_id: Mapped[Optional[int]] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,66 @@
+"""Status changes, the audit trail and the outbox: the three always move together."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import select
+
+from ..domain import status as sm
+from ..extensions import db
+from ..models import Event, OutboxEvent, Return, WebhookDelivery, WebhookEndpoint
+
+# Webhook event sent when a return enters a status (inspected has none in the contract).
+STATUS_EVENTS = {
+    "authorized": "return.authorized", "rejected": "return.rejected", "cancelled": "return.cancelled",
+    "expired": "return.expired", "in_transit": "return.in_transit", "received": "return.received",
+    "disputed": "return.disputed", "refunded": "return.refunded", "closed": "return.closed",
+}
+# Timestamp column set when a return enters a status.
+STATUS_TIMESTAMPS = {"authorized": "authorized_at", "received": "received_at",
+                     "inspected": "inspected_at", "refunded": "refunded_at", "closed": "closed_at"}
+
+
+def record(ret: Optional[Return], type_: str, actor: str, now: datetime, *, data: Optional[dict] = None,
+           from_status: Optional[str] = None, to_status: Optional[str] = None,
+           dispute_id: Optional[int] = None) -> Event:
+    event = Event(return_id=ret.id if ret is not None else None, dispute_id=dispute_id, type=type_,
+                  at=now, actor=actor, from_status=from_status, to_status=to_status, data=data or {})
+    db.session.add(event)
+    return event
+
+
+def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[int] = None) -> OutboxEvent:
+    """Write an event for the shop in the current transaction, with one delivery row per
+    subscribed endpoint. The scheduler sends them after the commit."""
+    event = OutboxEvent(type=type_, return_id=return_id, payload=data, created_at=now)
+    db.session.add(event)
+    db.session.flush()
+    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))).all()
+    for endpoint in endpoints:
+        if type_ in endpoint.events or "*" in endpoint.events:
+            db.session.add(WebhookDelivery(outbox_event_id=event.id, endpoint_id=endpoint.id,
+                                           next_attempt_at=now, created_at=now))
+    return event
+
+
+def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Optional[dict] = None) -> str:
+    """Apply ``action`` through the state machine; InvalidTransition (→ 409) otherwise.
+    Writes the audit event and the shop's webhook event in the same transaction."""
+    from .representation import return_payload  # late: representation imports services
+
+    before = ret.status
+    after = sm.next_status(before, action)
+    ret.status = after
+    ret.updated_at = now
+    column = STATUS_TIMESTAMPS.get(after)
+    if column and getattr(ret, column) is None:
+        setattr(ret, column, now)
+    record(ret, action, actor, now, data=data, from_status=before, to_status=after)
+    if after in sm.RELEASES_UNITS:
+        from .returns import release_units
+        release_units(ret)
+    db.session.flush()
+    if after in STATUS_EVENTS:
+        emit(STATUS_EVENTS[after], return_payload(ret, now), now, ret.id)
+    return after

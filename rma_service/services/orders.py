@@ -1,0 +1,81 @@
+"""Orders pushed by the shop backend."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ApiError
+from ..extensions import db
+from ..models import Order, OrderLine
+
+
+def find_order(order_number: str) -> Optional[Order]:
+    return db.session.scalar(select(Order).where(Order.order_number == order_number))
+
+
+def _apply(order: Order, data: dict[str, Any], now: datetime) -> None:
+    customer, address = data["customer"], data["shipping_address"]
+    order.customer_email = customer["email"]
+    order.customer_name = customer["name"]
+    order.locale = customer.get("locale") or "en"
+    order.ship_name = address["name"]
+    order.ship_line1 = address["line1"]
+    order.ship_line2 = address.get("line2")
+    order.ship_postal_code = address["postal_code"]
+    order.ship_city = address["city"]
+    order.ship_country = address["country"].upper()
+    order.placed_at = data["placed_at"]
+    order.delivered_at = data.get("delivered_at")
+    order.currency = data["currency"].upper()
+    order.updated_at = now
+
+    existing = {line.line_id: line for line in order.lines}
+    incoming = {line["line_id"] for line in data["lines"]}
+    for line_id, line in existing.items():
+        if line_id not in incoming:
+            if line.reserved_quantity:
+                raise ApiError(409, "conflict", f"Line {line_id} has returns and cannot be removed.")
+            order.lines.remove(line)
+    for spec in data["lines"]:
+        line = existing.get(spec["line_id"])
+        if line is None:
+            line = OrderLine(line_id=spec["line_id"], reserved_quantity=0)
+            order.lines.append(line)
+        elif spec["quantity"] < line.reserved_quantity:
+            raise ApiError(409, "conflict", f"Line {line.line_id} already has {line.reserved_quantity} "
+                                            "units in returns; its quantity cannot go below that.")
+        line.sku, line.name, line.quantity = spec["sku"], spec["name"], spec["quantity"]
+        line.unit_price = spec["unit_price"]
+        line.category = spec.get("category")
+        line.returnable = spec.get("returnable")
+
+
+def upsert_order(order_number: str, data: dict[str, Any], now: datetime) -> tuple[Order, bool]:
+    """Create or replace an order; returns (order, created). Two concurrent creations of
+    the same order resolve to one create and one update."""
+    lines = [line["line_id"] for line in data["lines"]]
+    if len(set(lines)) != len(lines):
+        dupes = sorted({x for x in lines if lines.count(x) > 1})
+        raise ApiError(422, "validation_error", "Each line_id may appear once.",
+                       errors={"lines": [f"duplicate line_id: {', '.join(dupes)}"]})
+    order = find_order(order_number)
+    created = order is None
+    if created:
+        order = Order(order_number=order_number, created_at=now)
+        _apply(order, data, now)
+        db.session.add(order)
+        try:
+            db.session.commit()
+            return order, True
+        except IntegrityError:
+            db.session.rollback()
+            order = find_order(order_number)
+            if order is None:
+                raise
+            created = False
+    _apply(order, data, now)
+    db.session.commit()
+    return order, False

@@ -1,0 +1,133 @@
+"""The contract's JSON shapes of orders and returns, shared by the API and the webhooks."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Optional
+
+from ..clock import rfc3339
+from ..domain import deadlines
+from ..domain.policy import amount_due, line_eligibility, LineFacts, money
+from ..domain.rma_number import format_number
+from ..models import Label, Order, Return
+from . import policy, settings
+from .tokens import status_token
+
+
+def _base() -> str:
+    return settings()["BASE_URL"].rstrip("/")
+
+
+def current_label(ret: Return) -> Optional[Label]:
+    live = [label for label in ret.labels if label.status not in ("voided",)]
+    return live[-1] if live else (ret.labels[-1] if ret.labels else None)
+
+
+def items_value(ret: Return) -> Decimal:
+    """Value of the items the refund is computed on: what arrived once the parcel is
+    received, what was announced before; a resolved dispute sets it explicitly."""
+    if ret.adjusted_amount is not None:
+        return ret.adjusted_amount
+    received = ret.received_at is not None
+    return money(sum((i.unit_price * (i.received_quantity if received else i.quantity) for i in ret.items),
+                     Decimal("0")))
+
+
+def return_amount_due(ret: Return) -> Decimal:
+    return amount_due(items_value(ret), ret.shipping_fee, ret.restocking_fee, ret.resolution)
+
+
+def refund_block(ret: Return, now: datetime) -> dict[str, Any]:
+    s = settings()
+    st = deadlines.refund_status(ret.created_at, ret.first_scan_at, ret.received_at, ret.refunded_at, now,
+                                 days=int(s["REFUND_DEADLINE_DAYS"]),
+                                 legal_interest_rate=Decimal(s["LEGAL_INTEREST_RATE"]))
+    due = return_amount_due(ret)
+    open_refund = ret.resolution == "refund" and ret.status not in ("rejected", "cancelled", "expired", "closed")
+    return {
+        "currency": ret.currency,
+        "amount_due": str(due),
+        "amount_refunded": str(money(ret.amount_refunded)),
+        "due_at": rfc3339(st.due_at),
+        "refunded_at": rfc3339(ret.refunded_at),
+        "overdue": bool(open_refund and st.overdue),
+        "days_late": st.days_late if open_refund else 0,
+        "surcharge_rate": str(st.surcharge_rate if open_refund else Decimal("0")),
+    }
+
+
+def label_block(ret: Return) -> Optional[dict[str, Any]]:
+    label = current_label(ret)
+    if label is None:
+        return None
+    number = format_number(ret.rma_code)
+    return {
+        "carrier": label.carrier,
+        "tracking_number": label.tracking_number,
+        "status": label.status,
+        "expires_at": rfc3339(label.expires_at),
+        "url": f"{_base()}/api/v1/returns/{number}/label.pdf" if label.pdf else None,
+    }
+
+
+def dispute_block(ret: Return) -> Optional[dict[str, Any]]:
+    if not ret.disputes:
+        return None
+    d = ret.disputes[-1]
+    return {"id": d.id, "status": d.status,
+            "handler": {"name": d.handler.name, "email": d.handler.email} if d.handler else None}
+
+
+def return_payload(ret: Return, now: datetime) -> dict[str, Any]:
+    number = format_number(ret.rma_code)
+    base = _base()
+    return {
+        "rma_number": number,
+        "status": ret.status,
+        "order_number": ret.order.order_number,
+        "resolution": ret.resolution,
+        "created_at": rfc3339(ret.created_at),
+        "updated_at": rfc3339(ret.updated_at),
+        "customer": {"email": ret.customer_email, "name": ret.customer_name},
+        "items": [{
+            "line_id": i.line_id, "sku": i.sku, "name": i.name, "quantity": i.quantity,
+            "reason": i.reason, "comment": i.comment, "unit_price": str(i.unit_price),
+            "received_quantity": i.received_quantity, "condition": i.condition,
+            "disposition": i.disposition,
+        } for i in ret.items],
+        "label": label_block(ret),
+        "refund": refund_block(ret, now),
+        "dispute": dispute_block(ret),
+        "links": {
+            "self": f"{base}/api/v1/returns/{number}",
+            "label": f"{base}/api/v1/returns/{number}/label.pdf",
+            "status_page": f"{base}/returns/status/{status_token(ret.rma_code)}",
+        },
+    }
+
+
+def order_payload(order: Order, now: datetime) -> dict[str, Any]:
+    pol = policy()
+    lines = []
+    for line in order.lines:
+        e = line_eligibility(LineFacts(line.quantity, line.reserved_quantity, line.category, line.returnable),
+                             order.delivered_at, now, pol)
+        lines.append({
+            "line_id": line.line_id, "sku": line.sku, "name": line.name, "quantity": line.quantity,
+            "unit_price": str(line.unit_price), "category": line.category, "returnable": line.returnable,
+            "returnable_quantity": e.returnable_quantity,
+            "eligibility": {"eligible": e.eligible, "reason_code": e.reason_code},
+        })
+    return {
+        "order_number": order.order_number,
+        "customer": {"email": order.customer_email, "name": order.customer_name, "locale": order.locale},
+        "shipping_address": {"name": order.ship_name, "line1": order.ship_line1, "line2": order.ship_line2,
+                             "postal_code": order.ship_postal_code, "city": order.ship_city,
+                             "country": order.ship_country},
+        "placed_at": rfc3339(order.placed_at),
+        "delivered_at": rfc3339(order.delivered_at),
+        "currency": order.currency,
+        "lines": lines,
+        "created_at": rfc3339(order.created_at),
+        "updated_at": rfc3339(order.updated_at),
+    }

@@ -1,0 +1,283 @@
+"""Return requests and every step of their life. Each public function is one transaction
+and the only way a return's status changes (through ``audit.transition``)."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..domain import rma_number
+from ..domain import status as sm
+from ..domain.policy import (ItemProblem, LineFacts, RequestedItem, check_items, line_eligibility,
+                             money, quote)
+from ..errors import ApiError, NotFound, validation_error
+from ..extensions import db
+from ..models import Order, OrderLine, Return, ReturnItem
+from . import policy
+from .audit import emit, record, transition
+from .representation import return_amount_due, return_payload
+from .orders import find_order
+
+NOT_FOUND_ORDER = "No order matches this order number and email."
+
+
+def get_return(number: str, *, for_update: bool = False) -> Return:
+    """The return for a number as typed (any case, hyphens optional, O/I/L read as digits).
+    A number with a wrong check symbol is a 404 without a database query."""
+    code = rma_number.parse(number)
+    if code is None:
+        raise NotFound("No return with this RMA number.")
+    query = select(Return).where(Return.rma_code == code)
+    if for_update:
+        query = query.with_for_update()
+    ret = db.session.scalar(query)
+    if ret is None:
+        raise NotFound("No return with this RMA number.")
+    return ret
+
+
+def order_for_customer(order_number: str, email: str) -> Order:
+    """The order, if the email matches; the same 404 otherwise (no enumeration)."""
+    order = find_order(order_number)
+    if order is None or order.customer_email.strip().lower() != (email or "").strip().lower():
+        raise NotFound(NOT_FOUND_ORDER)
+    return order
+
+
+def _reserve(line: OrderLine, quantity: int) -> bool:
+    """Take ``quantity`` units of a line for a return with one atomic conditional UPDATE:
+    racing requests can never hold more units than were ordered."""
+    result = db.session.execute(
+        update(OrderLine)
+        .where(OrderLine.id == line.id, OrderLine.reserved_quantity + quantity <= OrderLine.quantity)
+        .values(reserved_quantity=OrderLine.reserved_quantity + quantity)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def release_units(ret: Return, quantities: Optional[dict[int, int]] = None) -> None:
+    """Give units back to their order lines (a return rejected, cancelled or expired, or
+    units announced but not received)."""
+    for item in ret.items:
+        qty = item.quantity if quantities is None else quantities.get(item.id, 0)
+        if qty > 0:
+            db.session.execute(
+                update(OrderLine).where(OrderLine.id == item.order_line_id)
+                .values(reserved_quantity=OrderLine.reserved_quantity - qty)
+                .execution_options(synchronize_session=False))
+
+
+def create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
+    pol = policy()
+    order = order_for_customer(data["order_number"], data["email"])
+    resolution = data.get("resolution") or "refund"
+    if resolution not in pol.resolutions:
+        raise validation_error({"resolution": [f"This shop offers: {', '.join(pol.resolutions)}."]})
+    lines = {line.line_id: line for line in order.lines}
+    errors: dict[str, list[str]] = {}
+    for i, item in enumerate(data["items"]):
+        if item["line_id"] not in lines:
+            errors[f"items.{i}.line_id"] = ["No such line on this order."]
+        if item["reason"] == "other" and not (item.get("comment") or "").strip():
+            errors[f"items.{i}.comment"] = ["A comment is required when the reason is 'other'."]
+    if errors:
+        raise validation_error(errors)
+
+    facts = {}
+    for line_id, line in lines.items():
+        f = LineFacts(line.quantity, line.reserved_quantity, line.category, line.returnable)
+        facts[line_id] = (f, line_eligibility(f, order.delivered_at, now, pol))
+    requested = [RequestedItem(it["line_id"], it["quantity"], it["reason"], lines[it["line_id"]].unit_price,
+                               it.get("comment")) for it in data["items"]]
+    check_items(requested, facts)
+
+    # Reserve in a fixed order (line id) so that concurrent requests cannot deadlock.
+    wanted: dict[int, int] = {}
+    for it in requested:
+        wanted[lines[it.line_id].id] = wanted.get(lines[it.line_id].id, 0) + it.quantity
+    by_id = {line.id: line for line in lines.values()}
+    for line_id in sorted(wanted):
+        if not _reserve(by_id[line_id], wanted[line_id]):
+            db.session.rollback()
+            line = by_id[line_id]
+            raise ItemProblem("quantity_exceeded", "More units requested than are left to return.",
+                              {i: {"line_id": it.line_id} for i, it in enumerate(requested)
+                               if lines[it.line_id].id == line_id})
+
+    q = quote(requested, resolution, pol)
+    ret = Return(status="requested", order_id=order.id, resolution=resolution,
+                 customer_email=order.customer_email, customer_name=order.customer_name,
+                 locale=order.locale, currency=order.currency, created_at=now, updated_at=now,
+                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee, amount_refunded=Decimal("0"))
+    ret.order = order
+    for it in requested:
+        line = lines[it.line_id]
+        ret.items.append(ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
+                                    quantity=it.quantity, reason=it.reason, comment=it.comment,
+                                    unit_price=line.unit_price))
+    _insert_with_unique_number(ret)
+    record(ret, "create", actor, now, to_status="requested",
+           data={"quote": {"items_value": str(q.items_value), "shipping_fee": str(q.shipping_fee),
+                           "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)}})
+    emit("return.created", return_payload(ret, now), now, ret.id)
+    if not q.needs_approval:
+        transition(ret, "approve", "policy", now, data={"automatic": True})
+        _after_authorized(ret, now)
+    db.session.commit()
+    return ret
+
+
+def _insert_with_unique_number(ret: Return, attempts: int = 8) -> None:
+    """Draw random numbers until one is free; the unique index is the arbiter."""
+    for _ in range(attempts):
+        ret.rma_code = rma_number.generate()
+        savepoint = db.session.begin_nested()
+        try:
+            db.session.add(ret)
+            db.session.flush()
+            savepoint.commit()
+            return
+        except IntegrityError:
+            savepoint.rollback()
+    raise RuntimeError("could not draw a free RMA number")
+
+
+def _after_authorized(ret: Return, now: datetime) -> None:
+    """Hook for what follows an authorization (the label request)."""
+    from . import labels
+    labels.request_label(ret, now)
+
+
+def approve(number: str, actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    transition(ret, "approve", actor, now)
+    _after_authorized(ret, now)
+    db.session.commit()
+    return ret
+
+
+def reject(number: str, reason: str, actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    transition(ret, "reject", actor, now, data={"reason": reason})
+    ret.reject_reason = reason
+    db.session.commit()
+    return ret
+
+
+def cancel(number: str, actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    transition(ret, "cancel", actor, now)
+    from . import labels
+    labels.void_current(ret, now, actor)
+    db.session.commit()
+    return ret
+
+
+def receive(number: str, items: Optional[list[dict]], actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    if not sm.can(ret.status, "receive"):
+        raise sm.InvalidTransition(ret.status, "receive")
+    by_line = {item.line_id: item for item in ret.items}
+    if items is None:
+        counts = {item.line_id: item.quantity for item in ret.items}
+    else:
+        counts, errors = {}, {}
+        for i, spec in enumerate(items):
+            item = by_line.get(spec["line_id"])
+            if item is None:
+                errors[f"items.{i}.line_id"] = ["This line is not part of the return."]
+            elif spec["line_id"] in counts:
+                errors[f"items.{i}.line_id"] = ["Each line may appear once."]
+            elif spec["quantity"] > item.quantity:
+                errors[f"items.{i}.quantity"] = [f"At most {item.quantity} announced for this line."]
+            else:
+                counts[spec["line_id"]] = spec["quantity"]
+        if errors:
+            raise validation_error(errors)
+        if not any(counts.values()):
+            raise validation_error({"items": ["Receive at least one unit."]})
+    for line_id, item in by_line.items():
+        item.received_quantity = counts.get(line_id, 0)
+    # Units announced but not in the parcel go back to the order: they can be returned later.
+    release_units(ret, {item.id: item.quantity - item.received_quantity for item in ret.items})
+    transition(ret, "receive", actor, now, data={"items": [{"line_id": k, "quantity": v} for k, v in counts.items()]})
+    db.session.commit()
+    return ret
+
+
+def triage(number: str, line_id: str, disposition: str, condition: str, note: Optional[str],
+           actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    if ret.status not in ("received", "disputed"):
+        raise sm.InvalidTransition(ret.status, "triage")
+    item = next((i for i in ret.items if i.line_id == line_id), None)
+    if item is None:
+        raise NotFound("This line is not part of the return.")
+    if item.received_quantity == 0:
+        raise ApiError(409, "conflict", "Nothing of this line was received; there is nothing to triage.")
+    if item.disposition != "pending":
+        raise ApiError(409, "conflict", f"This item was already triaged ({item.disposition}).")
+    item.disposition, item.condition, item.triage_note, item.triaged_at = disposition, condition, note, now
+    if disposition == "refurbish":
+        item.refurbish_status = "pending"
+    ret.updated_at = now
+    record(ret, "triage", actor, now, data={"line_id": line_id, "disposition": disposition,
+                                            "condition": condition, "note": note})
+    item_data = {"rma_number": rma_number.format_number(ret.rma_code), "line_id": item.line_id, "sku": item.sku,
+                 "quantity": item.received_quantity, "condition": condition, "disposition": disposition}
+    emit("return.item_triaged", item_data, now, ret.id)
+    if disposition == "restock":
+        emit("item.restocked", item_data, now, ret.id)
+    if disposition == "dispute":
+        from . import disputes
+        disputes.open_for_item(ret, item, actor, now)
+    _advance_after_triage(ret, actor, now)
+    db.session.commit()
+    return ret
+
+
+def _advance_after_triage(ret: Return, actor: str, now: datetime) -> None:
+    pending = [i for i in ret.items if i.received_quantity and i.disposition == "pending"]
+    open_dispute = any(d.status == "open" for d in ret.disputes)
+    if ret.status == "received" and open_dispute:
+        transition(ret, "dispute", actor, now)
+    elif not pending and not open_dispute:
+        transition(ret, "inspect" if ret.status == "received" else "resolve", actor, now)
+
+
+def record_refund(number: str, amount: Decimal, reference: Optional[str], actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    if not sm.can(ret.status, "refund"):
+        raise sm.InvalidTransition(ret.status, "refund")
+    amount = money(amount)
+    due = return_amount_due(ret)
+    left = due - money(ret.amount_refunded)
+    if amount > left:
+        raise validation_error({"amount": [f"At most {left} {ret.currency} is left to refund."]},
+                               "The amount is more than is left to refund.")
+    ret.amount_refunded = money(ret.amount_refunded) + amount
+    ret.refund_reference = reference or ret.refund_reference
+    data = {"amount": str(amount), "reference": reference, "amount_refunded": str(ret.amount_refunded),
+            "amount_due": str(due)}
+    if ret.amount_refunded >= due:
+        transition(ret, "refund", actor, now, data=data)
+    else:
+        ret.updated_at = now
+        record(ret, "refund_partial", actor, now, data=data)
+    db.session.commit()
+    return ret
+
+
+def close(number: str, note: Optional[str], actor: str, now: datetime) -> Return:
+    ret = get_return(number, for_update=True)
+    if not sm.can(ret.status, "close"):
+        raise sm.InvalidTransition(ret.status, "close")
+    left = return_amount_due(ret) - money(ret.amount_refunded)
+    if left > 0:
+        raise ApiError(409, "conflict", f"{left} {ret.currency} is still due: record the refund instead of closing.")
+    transition(ret, "close", actor, now, data={"note": note})
+    db.session.commit()
+    return ret

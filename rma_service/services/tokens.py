@@ -1,0 +1,26 @@
+"""Unguessable, signed links to one return's status page."""
+from __future__ import annotations
+
+from typing import Optional
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+
+_SALT = "rma-status-page-v1"
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+
+
+def status_token(rma_code: str) -> str:
+    return _serializer().dumps({"r": rma_code})
+
+
+def read_status_token(token: str) -> Optional[str]:
+    """The RMA code a token was made for, or None for a tampered or foreign token."""
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        return None
+    return data.get("r") if isinstance(data, dict) else None
