@@ -25,3 +25,9 @@ def void_current(ret: Return, now: datetime, actor: str) -> None:
         label.status = "voided"
         label.voided_at = now
         record(ret, "label_voided", actor, now, data={"tracking_number": label.tracking_number})
+
+
+def issue_due(now: datetime, limit: int = 50) -> int:
+    """Issue the labels that are pending and due (carrier calls outside any transaction).
+    Returns how many were issued. Filled in by the labels work (issue 3)."""
+    return 0
