@@ -111,13 +111,17 @@ def money(value: Decimal) -> Decimal:
 
 def check_items(items: list[RequestedItem], lines: dict[str, tuple[LineFacts, Eligibility]]) -> None:
     """Raise ItemProblem when an item is ineligible (``not_eligible``) or asks for more than
-    is left (``quantity_exceeded``). Duplicate lines in one request are summed."""
+    is left (``quantity_exceeded``, also when nothing is left). Duplicate lines in one
+    request are summed."""
     ineligible: dict[int, dict] = {}
     exceeded: dict[int, dict] = {}
     asked: dict[str, int] = {}
     for i, item in enumerate(items):
         facts, elig = lines[item.line_id]
-        if not elig.eligible:
+        # A line whose units are all taken by other returns is a quantity problem for the
+        # request (the contract's quantity_exceeded, also when requests race), while the
+        # order's view of the line says already_returned.
+        if not elig.eligible and elig.reason_code != "already_returned":
             ineligible[i] = {"line_id": item.line_id, "reason_code": elig.reason_code}
             continue
         asked[item.line_id] = asked.get(item.line_id, 0) + item.quantity

@@ -1,0 +1,202 @@
+"""Every error code the orders and returns API can produce: status, problem+json `code`,
+and nothing written."""
+from __future__ import annotations
+
+import pytest
+
+from rma_service.models import Event, IdempotencyKey, Order, OutboxEvent, Return
+from tests.conftest import count, order_body, return_body
+
+
+def snapshot(app):
+    return {m.__name__: count(app, m) for m in (Order, Return, Event, OutboxEvent)}
+
+
+def assert_problem(resp, status, code):
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/problem+json"
+    body = resp.get_json()
+    assert body["code"] == code and body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    assert "Traceback" not in resp.get_data(as_text=True)
+    return body
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}])
+def test_unauthorized(app, client, order, headers):
+    before = snapshot(app)
+    resp = client.post("/api/v1/returns", json=return_body(), headers=headers)
+    assert_problem(resp, 401, "unauthorized")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert snapshot(app) == before
+
+
+def test_validation_error_lists_dotted_fields(app, api, order):
+    before = snapshot(app)
+    resp = api.post("/returns", json={"order_number": "1001", "email": "ada@example.com",
+                                      "items": [{"line_id": "L1", "quantity": 0, "reason": "meh"}],
+                                      "resolution": "cash"})
+    body = assert_problem(resp, 422, "validation_error")
+    assert set(body["errors"]) == {"items.0.quantity", "items.0.reason", "resolution"}
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"items": []}, "items"),
+    ({"items": [{"line_id": "L1", "quantity": 1, "reason": "other"}]}, "items.0.comment"),
+    ({"items": [{"line_id": "NOPE", "quantity": 1, "reason": "damaged"}]}, "items.0.line_id"),
+    ({"items": [{"line_id": "L1", "quantity": 1.5, "reason": "damaged"}]}, "items.0.quantity"),
+    ({"unexpected": True}, "unexpected"),
+])
+def test_return_validation_cases(app, api, order, payload, field):
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json={**return_body(), **payload}), 422, "validation_error")
+    assert field in body["errors"]
+    assert snapshot(app) == before
+
+
+def test_invalid_json_body(app, api, order):
+    before = snapshot(app)
+    resp = api.post("/returns", data="{not json", headers={"Content-Type": "application/json"})
+    assert_problem(resp, 422, "validation_error")
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"currency": "euro"}, "currency"),
+    ({"placed_at": "2026-11-01T10:00:00"}, "placed_at"),           # no offset: ambiguous
+    ({"lines": [{"line_id": "L1", "sku": "S", "name": "N", "quantity": 1, "unit_price": 9.99}]}, "lines.0.unit_price"),
+    ({"lines": [{"line_id": "L1", "sku": "S", "name": "N", "quantity": 1, "unit_price": "9.999"}]}, "lines.0.unit_price"),
+    ({"lines": [{"line_id": "L1", "sku": "S", "name": "N", "quantity": 1, "unit_price": "-1"}]}, "lines.0.unit_price"),
+    ({"shipping_address": {"name": "A", "line1": "B", "postal_code": "1", "city": "C", "country": "FRA"}}, "shipping_address.country"),
+    ({"customer": {"email": "not-an-email", "name": "A"}}, "customer.email"),
+])
+def test_order_validation_cases(app, api, frozen_now, change, field):
+    body = assert_problem(api.put("/orders/9", json={**order_body(), **change}), 422, "validation_error")
+    assert field in body["errors"], body["errors"]
+    assert count(app, Order) == 0
+
+
+def test_duplicate_line_ids_rejected(app, api, frozen_now):
+    line = {"line_id": "L1", "sku": "S", "name": "N", "quantity": 1, "unit_price": "1.00"}
+    assert_problem(api.put("/orders/9", json=order_body(lines=[line, line])), 422, "validation_error")
+    assert count(app, Order) == 0
+
+
+@pytest.mark.parametrize("order_number, email", [("1001", "eve@example.com"), ("9999", "ada@example.com")])
+def test_unknown_order_and_wrong_email_look_the_same(app, api, order, order_number, email):
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body(order_number, email)), 404, "not_found")
+    assert body["detail"] == "No order matches this order number and email."
+    assert snapshot(app) == before
+
+
+def test_not_eligible_gives_reason_per_item(app, api, order):
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 1, "reason": "damaged"},
+        {"line_id": "L3", "quantity": 1, "reason": "changed_mind"}])), 422, "not_eligible")
+    assert body["items"] == [{"index": 1, "line_id": "L3", "reason_code": "not_returnable"}]
+    assert snapshot(app) == before
+
+
+def test_quantity_exceeded_counts_open_returns(app, api, order):
+    api.post("/returns", json=return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "damaged"}]))
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 2, "reason": "damaged"}])), 422, "quantity_exceeded")
+    assert body["items"][0]["returnable_quantity"] == 1
+    assert snapshot(app) == before
+
+
+def test_fully_returned_line_is_quantity_exceeded(api, order):
+    api.post("/returns", json=return_body(items=[{"line_id": "L1", "quantity": 2, "reason": "damaged"}]))
+    body = assert_problem(api.post("/returns", json=return_body()), 422, "quantity_exceeded")
+    assert body["items"][0]["returnable_quantity"] == 0
+    assert api.get("/orders/1001").get_json()["lines"][0]["eligibility"]["reason_code"] == "already_returned"
+
+
+@pytest.mark.parametrize("number", ["RMA-0000-0001", "RMA-ZZZZ-ZZZZ", "hello", "RMA-7K3M-9Q2"])
+def test_bad_check_symbol_is_404(api, number):
+    assert_problem(api.get(f"/returns/{number}"), 404, "not_found")
+
+
+def test_well_formed_unknown_number_is_404(api):
+    from rma_service.domain import rma_number
+    assert_problem(api.get(f"/returns/{rma_number.format_number(rma_number.generate())}"), 404, "not_found")
+
+
+def test_label_404_before_label_exists(api, order):
+    number = api.post("/returns", json=return_body()).get_json()["rma_number"]
+    assert_problem(api.get(f"/returns/{number}/label.pdf"), 404, "not_found")
+
+
+def test_invalid_transition_changes_nothing(app, api, order):
+    number = api.post("/returns", json=return_body()).get_json()["rma_number"]
+    before = snapshot(app)
+    body = assert_problem(api.post(f"/returns/{number}/refund", json={"amount": "1.00"}), 409, "invalid_transition")
+    assert body["current_status"] == "authorized"
+    assert_problem(api.post(f"/returns/{number}/items/L1/triage",
+                            json={"disposition": "restock", "condition": "new"}), 409, "invalid_transition")
+    assert_problem(api.post(f"/returns/{number}/approve"), 409, "invalid_transition")
+    assert snapshot(app) == before
+    assert api.get(f"/returns/{number}").get_json()["status"] == "authorized"
+
+
+def test_triage_twice_is_conflict(app, api, order):
+    number = api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 1, "reason": "damaged"}, {"line_id": "L2", "quantity": 1, "reason": "damaged"}])).get_json()["rma_number"]
+    api.post(f"/returns/{number}/receive")
+    api.post(f"/returns/{number}/items/L1/triage", json={"disposition": "restock", "condition": "new"})
+    before = snapshot(app)
+    assert_problem(api.post(f"/returns/{number}/items/L1/triage",
+                            json={"disposition": "refurbish", "condition": "used"}), 409, "conflict")
+    assert snapshot(app) == before
+
+
+def test_order_update_cannot_drop_units_in_returns(app, api, order):
+    api.post("/returns", json=return_body(items=[{"line_id": "L1", "quantity": 2, "reason": "damaged"}]))
+    lines = order_body()["lines"]
+    lines[0]["quantity"] = 1
+    assert_problem(api.put("/orders/1001", json=order_body(lines=lines)), 409, "conflict")
+    assert api.get("/orders/1001").get_json()["lines"][0]["quantity"] == 2
+
+
+def test_routing_404_and_405(api, client):
+    assert_problem(api.get("/nothing-here"), 404, "not_found")
+    resp = api.client.delete("/api/v1/returns", headers={"Authorization": f"Bearer {api.key}"})
+    assert_problem(resp, 405, "method_not_allowed")
+    assert "POST" in resp.headers["Allow"]
+
+
+def test_payload_too_large(app, api, order):
+    before = snapshot(app)
+    huge = return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "x" * 2_000_000}])
+    assert_problem(api.post("/returns", json=huge), 413, "payload_too_large")
+    assert snapshot(app) == before
+
+
+def test_internal_error_hides_the_trace(app, api):
+    def boom():
+        raise RuntimeError("secret internals")
+    app.add_url_rule("/api/v1/_boom", "boom", boom)
+    resp = api.get("/_boom")
+    body = assert_problem(resp, 500, "internal_error")
+    assert "secret internals" not in resp.get_data(as_text=True)
+    assert body["detail"]
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_API": "3/minute"}])
+def test_rate_limited(app, api, order, app_config):
+    statuses = [api.get("/orders/1001").status_code for _ in range(3)]
+    resp = api.get("/orders/1001")
+    assert statuses == [200, 200, 200]
+    assert_problem(resp, 429, "rate_limited")
+    assert "Retry-After" in resp.headers
+
+
+def test_idempotency_key_too_long(app, api, order):
+    before = snapshot(app)
+    resp = api.post("/returns", json=return_body(), headers={"Idempotency-Key": "k" * 256})
+    assert_problem(resp, 422, "validation_error")
+    assert snapshot(app) == before and count(app, IdempotencyKey) == 0
