@@ -174,3 +174,31 @@ def live_server(app) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
+
+
+# --- a real browser (Playwright driving Debian's chromium; never `playwright install`) ---
+CHROMIUM = os.environ.get("RMA_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context (cookies, locale) per test; ``page.base`` is the server URL."""
+    context = browser.new_context(base_url=live_server.url, locale="en-GB")
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    pg.base = live_server.url
+    yield pg
+    context.close()

@@ -1,0 +1,58 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export FLASK_APP := wsgi
+
+.PHONY: run test test-sqlite test-postgres venv venv-dev bench clean
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime
+venv-dev: $(VENV)/.dev
+
+## run: install, migrate the SQLite database, load demo data, serve with the scheduler beside it
+run: venv
+	$(BIN)/flask db upgrade
+	$(BIN)/flask rma demo-data
+	@echo "Scheduler starting in the background (reminders, webhooks, mail, labels)."
+	@$(BIN)/flask rma scheduler & trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	  echo ""; \
+	  echo "  Customer returns page:  http://$(HOST):$(PORT)/returns/"; \
+	  echo "  Admin view:             http://$(HOST):$(PORT)/admin/   (admin@example.com / demo-password)"; \
+	  echo "  API docs:               http://$(HOST):$(PORT)/api/docs"; \
+	  echo ""; \
+	  $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app
+
+## test: the whole suite, on SQLite and on PostgreSQL
+test: venv-dev
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: venv-dev
+	@echo "== test suite on SQLite"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: venv-dev
+	@echo "== test suite on PostgreSQL ($(PG_TEST_URL))"
+	RMA_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv-dev
+	$(BIN)/python bench/bench_create_return.py
+	$(BIN)/python bench/bench_labels.py
+
+clean:
+	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache
