@@ -9,6 +9,8 @@ N = len(ALPHABET)  # 32
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 # Crockford's reading of ambiguous symbols.
 _ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+# Separators people paste: ASCII and Unicode hyphens and dashes.
+_SEPARATORS = str.maketrans("", "", "-\u2010\u2011\u2012\u2013\u2014\u2212")
 
 
 def _luhn_sum(codes: list[int], start_factor: int) -> int:
@@ -52,7 +54,7 @@ def parse(text: str) -> str | None:
     """
     if not isinstance(text, str) or len(text) > 40:
         return None
-    cleaned = "".join(text.split()).replace("-", "").upper()
+    cleaned = "".join(text.split()).translate(_SEPARATORS).upper()
     if len(cleaned) == 11 and cleaned.startswith("RMA"):
         cleaned = cleaned[3:]
     cleaned = cleaned.translate(_ALIASES)
