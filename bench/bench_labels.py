@@ -1,0 +1,177 @@
+"""Benchmark of the return label PDF: python bench/bench_labels.py [--renders 50] [--cold-runs 3]
+
+Prints one table:
+
+* import: ``import rma_service.adapters.pdf`` in a fresh interpreter, and whether that loaded
+  WeasyPrint (it must not: the app starts without it);
+* cold render: a fresh interpreter importing the module and rendering one label, everything
+  included (WeasyPrint import, fontconfig, stylesheet compilation, first layout); median of
+  ``--cold-runs`` interpreters;
+* warm render: median and p90 of ``--renders`` renders in this process after one warm-up
+  (target ≤ 60 ms median), wall clock and CPU time of this process;
+* stored label download (target ≤ 5 ms): needs the app, see ``bench_download``.
+
+The sample is a typical label: French, 4×6 in, two items, weight, dates and a status-page URL in
+the QR code. Times are wall clock: run it on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
+    sys.path.insert(0, str(ROOT))
+
+WARM_TARGET_MS = 60.0
+DOWNLOAD_TARGET_MS = 5.0
+
+
+def sample_document() -> Any:
+    from datetime import datetime, timezone
+
+    from rma_service.adapters.pdf import Address, LabelDocument, LabelItem
+
+    return LabelDocument(
+        rma_number="RMA-7K3P-9XQ2",
+        tracking_number="SI4006381333931",
+        carrier_name="Retours Acme",
+        service="Retour standard",
+        sender=Address(name="Jeanne Dupont-Moreau", line1="12 rue des Lilas", line2="Bâtiment B",
+                       postal_code="75011", city="Paris", country="FR"),
+        recipient=Address(name="Acme – Service retours", line1="4 allée Newton",
+                          postal_code="69800", city="Saint-Priest", country="FR"),
+        order_number="CMD-100234",
+        items=[LabelItem(sku="SHIRT-BLUE-M", name="Chemise en lin, bleu", quantity=2,
+                         reason="too_small"),
+               LabelItem(sku="JKT-042", name="Veste de pluie", quantity=1, reason="damaged")],
+        locale="fr",
+        page_format="4x6",
+        weight_grams=1250,
+        qr_payload="https://returns.example.com/s/eyJyIjoiUk1BLTdLM1AtOVhRMiJ9.c2ln",
+        issued_at=datetime(2026, 11, 25, 9, 30, tzinfo=timezone.utc),
+        expires_at=datetime(2026, 12, 23, 23, 59, tzinfo=timezone.utc),
+    )
+
+
+# --- Measures run in a fresh interpreter (this script called with --child) -----------------------
+
+def child_import() -> dict[str, Any]:
+    started = time.perf_counter()
+    import rma_service
+    package_done = time.perf_counter()
+    import rma_service.adapters.pdf  # noqa: F401
+    done = time.perf_counter()
+    del rma_service
+    return {"package_ms": (package_done - started) * 1000, "total_ms": (done - started) * 1000,
+            "weasyprint_loaded": "weasyprint" in sys.modules}
+
+
+def child_cold() -> dict[str, Any]:
+    started = time.perf_counter()
+    from rma_service.adapters.pdf import render_label_pdf
+    pdf = render_label_pdf(sample_document())
+    done = time.perf_counter()
+    return {"total_ms": (done - started) * 1000, "pdf_bytes": len(pdf)}
+
+
+def in_fresh_interpreter(measure: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, __file__, "--child", measure], cwd=ROOT,
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+# --- Measures in this process ---------------------------------------------------------------------
+
+def bench_warm(renders: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU milliseconds of each render, after one warm-up render.
+
+    CPU time (this process only) moves much less than wall-clock time when other processes
+    load the machine, which helps tell a slow renderer from a busy machine.
+    """
+    from rma_service.adapters.pdf import render_label_pdf
+
+    document = sample_document()
+    render_label_pdf(document)  # warm-up: imports, fonts, stylesheet
+    wall, cpu = [], []
+    for _ in range(renders):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        render_label_pdf(document)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    return wall, cpu
+
+
+def bench_download() -> dict[str, float] | None:
+    """Stored label download, GET /api/v1/returns/{rma}/label.pdf through the app (≤ 5 ms).
+
+    STUB, to be filled by the API owner: create the app with a test config, store a label
+    for one return, then time the download through the test client (median and p90 in ms,
+    keys "median_ms" and "p90_ms"). Returns None until then, and the table says "skipped".
+    """
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--renders", type=int, default=50, help="warm renders to time")
+    parser.add_argument("--cold-runs", type=int, default=3, help="fresh interpreters to time")
+    parser.add_argument("--child", choices=("import", "cold"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_import() if args.child == "import" else child_cold()))
+        return
+
+    imported = in_fresh_interpreter("import")
+    colds = [in_fresh_interpreter("cold") for _ in range(args.cold_runs)]
+    warm, warm_cpu = bench_warm(args.renders)
+    download = bench_download()
+
+    import weasyprint
+
+    warm_median = statistics.median(warm)
+    warm_p90 = statistics.quantiles(warm, n=10)[-1]
+    cold_ms = statistics.median(c["total_ms"] for c in colds)
+    rows = [
+        ("import adapters.pdf, fresh interpreter", f"{imported['total_ms']:.1f} ms",
+         "weasyprint loaded: " + ("YES (must not)" if imported["weasyprint_loaded"] else "no")),
+        ("  of which the package rma_service", f"{imported['package_ms']:.1f} ms",
+         "rma_service/__init__.py and what it imports"),
+        ("  of which adapters.pdf itself", f"{imported['total_ms'] - imported['package_ms']:.1f} ms",
+         "standard library only"),
+        (f"cold render, fresh interpreter (median of {len(colds)})", f"{cold_ms:.0f} ms",
+         "imports, fonts, stylesheet included"),
+        (f"warm render median ({len(warm)} renders)", f"{warm_median:.1f} ms",
+         f"target ≤ {WARM_TARGET_MS:.0f} ms: " + ("ok" if warm_median <= WARM_TARGET_MS
+                                                   else "MISSED")),
+        ("warm render p90", f"{warm_p90:.1f} ms", f"min {min(warm):.1f}, max {max(warm):.1f}"),
+        ("warm render CPU time, median", f"{statistics.median(warm_cpu):.1f} ms",
+         f"p90 {statistics.quantiles(warm_cpu, n=10)[-1]:.1f} (less sensitive to other load)"),
+        ("label size", f"{colds[0]['pdf_bytes'] / 1024:.1f} KiB", "2 pages"),
+        ("stored label download",
+         "skipped" if download is None else f"{download['median_ms']:.2f} ms",
+         f"target ≤ {DOWNLOAD_TARGET_MS:.0f} ms" + (" (needs the app: bench_download stub)"
+                                                     if download is None else "")),
+    ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"Return label benchmark: Python {platform.python_version()}, WeasyPrint "
+          f"{weasyprint.__version__}, {os.cpu_count()} CPUs, load average {load:.2f}")
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>10}  {note}")
+    if imported["weasyprint_loaded"]:
+        sys.exit("importing rma_service.adapters.pdf loaded weasyprint")
+
+
+if __name__ == "__main__":
+    main()
