@@ -52,10 +52,46 @@ def show_settings() -> None:
     from .config import SETTINGS
     click.echo("| variable | default | meaning |\n| --- | --- | --- |")
     for s in SETTINGS:
-        default = ", ".join(s.default) if isinstance(s.default, list) else s.default
+        default = ", ".join(map(str, s.default)) if isinstance(s.default, list) else s.default
         if s.name == "DATABASE_URL":
             default = "sqlite:///instance/rma.sqlite3"
         click.echo(f"| `RMA_{s.name}` | {'`' + str(default) + '`' if default not in (None, '') else '—'} | {s.doc} |")
+
+
+@rma.command("scheduler")
+def scheduler() -> None:
+    """Run the reminder and delivery jobs on their intervals until SIGTERM/SIGINT.
+    Any number of schedulers may run against one database."""
+    from .scheduler import run_scheduler
+    run_scheduler(current_app._get_current_object())
+
+
+@rma.command("run-jobs")
+@click.option("--once", is_flag=True, help="Run every job once and exit (required; `rma scheduler` runs them forever).")
+@click.option("--now", "now_text", metavar="RFC3339",
+              help="Run as if it were this moment (replay after downtime, check a schedule).")
+@click.option("--job", "names", multiple=True, metavar="NAME", help="Run only this job (repeatable).")
+def run_jobs(once: bool, now_text: str | None, names: tuple[str, ...]) -> None:
+    """Run the scheduler's jobs once and print what each did (`deliver_webhooks: 3`)."""
+    from .jobs import JOBS_BY_NAME, run_once
+    if not once:
+        raise click.UsageError("pass --once (to run the jobs continuously, use `flask rma scheduler`)")
+    unknown = [n for n in names if n not in JOBS_BY_NAME]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}; jobs: {', '.join(JOBS_BY_NAME)}", param_hint="--job")
+    try:
+        now = clock.parse_rfc3339(now_text) if now_text else clock.now()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--now") from None
+    failed = False
+    for name, outcome in run_once(now, names or None):
+        if isinstance(outcome, Exception):
+            failed = True
+            click.echo(f"{name}: error: {type(outcome).__name__}: {outcome}")
+        else:
+            click.echo(f"{name}: {outcome}")
+    if failed:
+        raise SystemExit(1)
 
 
 def register_cli(app: Flask) -> None:

@@ -6,6 +6,7 @@ makes a single attempt and reports how it went, without ever raising for network
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import requests
@@ -48,16 +49,24 @@ class WebhookSender:
         self.close()
 
     def deliver(self, url: str, body: bytes, secret: str, *,
-                now: int | None = None) -> DeliveryResult:
+                now: int | None = None, previous_secrets: Iterable[str] = ()) -> DeliveryResult:
         """POST ``body`` (the serialised ``{"id", "type", "created_at", "data"}``) to ``url``.
 
         Headers: ``Content-Type: application/json``, ``RMA-Signature`` (``signing.sign`` of the
         body with ``secret`` at ``now``, unix seconds, default the current time) and the
         session's ``User-Agent``. Any 2xx answer is a success; anything else, including a
         timeout or a refused connection, is a failure described in ``error``.
+
+        ``previous_secrets`` (during a secret rotation) adds one more ``v1=`` per secret, at the
+        same ``t``: a receiver still holding the old secret verifies as well as one that has
+        the new one (``t=…,v1=<new>,v1=<old>``).
         """
-        headers = {"Content-Type": "application/json",
-                   "RMA-Signature": signing.sign(secret, body, now)}
+        signature = signing.sign(secret, body, now)
+        t = signature.partition(",")[0].removeprefix("t=")
+        for previous in previous_secrets:
+            if previous:
+                signature += "," + signing.sign(previous, body, int(t)).partition(",")[2]
+        headers = {"Content-Type": "application/json", "RMA-Signature": signature}
         started = time.monotonic()
         try:
             response = self.session.post(url, data=body, headers=headers, timeout=self.timeout,

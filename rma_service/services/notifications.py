@@ -1,0 +1,239 @@
+"""Mail through the outbox: rendered and stored in the caller's transaction, sent by the
+scheduler's ``send_mail`` job after the commit.
+
+Templates live in ``templates/email/<locale>/<name>.subject.txt``, ``.txt`` and ``.html``
+(autoescaped), in English and French. Each mail gets a unique ``Message-ID`` when it is
+queued and keeps it on every retry, so a receiving server (or person) can tell a retry from a
+new mail.
+
+Delivery guarantee: a mail is marked ``sent`` in its own committed transaction as soon as the
+SMTP server accepted it. A scheduler killed between the server's "250" and that commit sends
+it again after the lease (at-least-once, same ``Message-ID``); nothing else sends twice.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Optional
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..adapters.mail import MailError, SmtpSettings, send_mail
+from ..domain.deadlines import next_attempt_at
+from ..domain.rma_number import format_number
+from ..extensions import db
+from ..models import Agent, MailMessage, Return
+from . import settings
+from .claims import STOP, RunBudget, claim_locked, select_ids, wallclock
+
+log = logging.getLogger(__name__)
+
+LOCALES = ("en", "fr")
+TEMPLATES = ("return_created", "label_unused_reminder", "return_expired", "refund_due_soon",
+             "refund_overdue", "dispute_no_reply",
+             # disputes (services/disputes.py)
+             "dispute_assigned", "dispute_message_to_handler", "dispute_message_to_customer", "dispute_resolved")
+# Sent automatically: RFC 3834, so that out-of-office replies stay quiet.
+HEADERS = {"Auto-Submitted": "auto-generated"}
+
+
+def _locale(locale: Optional[str]) -> str:
+    locale = (locale or "en").lower()[:2]
+    return locale if locale in LOCALES else "en"
+
+
+def _helpers(locale: str) -> dict[str, Any]:
+    """Formatting functions the templates call, bound to the mail's language."""
+    return {
+        "format_date": lambda value: format_date(value, "long", locale=locale) if value else "",
+        "format_datetime": lambda value: (format_datetime(value, "d MMMM y HH:mm 'UTC'", tzinfo=value.tzinfo,
+                                                          locale=locale) if value else ""),
+        "format_money": lambda amount, currency: format_currency(Decimal(amount), currency, locale=locale),
+        "format_percent": lambda rate: format_decimal(Decimal(rate) * 100, "#,##0.##", locale=locale) + " %",
+    }
+
+
+def render(template: str, locale: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, text, html) of a template in ``locale`` (unknown locales fall back to English)."""
+    locale = _locale(locale)
+    cfg = settings()
+    ctx = {"shop_name": cfg["SHOP_NAME"], "base_url": cfg["BASE_URL"].rstrip("/"), "locale": locale,
+           **_helpers(locale), **context}
+    env = current_app.jinja_env
+    base = f"email/{locale}/{template}"
+    subject = env.get_template(f"{base}.subject.txt").render(ctx)
+    subject = " ".join(subject.split())  # one line: no header injection through a name
+    text = env.get_template(f"{base}.txt").render(ctx).strip() + "\n"
+    html = env.get_template(f"{base}.html").render(ctx)  # autoescaped (.html)
+    return subject, text, html
+
+
+def _message_id() -> str:
+    domain = str(settings()["SMTP_SENDER"]).rpartition("@")[2] or "rma.invalid"
+    return f"<{uuid.uuid4().hex}.rma@{domain}>"
+
+
+def enqueue_mail(to: str, template: str, locale: str, context: dict[str, Any], now: datetime,
+                 return_id: Optional[int] = None, *, ret: Optional[Return] = None) -> MailMessage:
+    """Render ``template`` and queue it in the current transaction (the caller commits).
+    Pass ``ret`` rather than ``return_id`` for a return that may not be flushed yet."""
+    subject, text, html = render(template, locale, context)
+    message = MailMessage(message_id=_message_id(), to=to, subject=subject[:300], text=text, html=html,
+                          return_id=return_id, status="pending", attempts=0, next_attempt_at=now,
+                          created_at=now)
+    if ret is not None:
+        message.ret = ret
+    db.session.add(message)
+    return message
+
+
+# --- who gets staff mail --------------------------------------------------------------------
+
+def team_email() -> str:
+    cfg = settings()
+    return cfg.get("TEAM_EMAIL") or cfg["SMTP_SENDER"]
+
+
+def staff_locale() -> str:
+    return _locale(settings().get("STAFF_LOCALE"))
+
+
+def admin_emails() -> list[str]:
+    """Active admins; the team address when there is none (a reminder never goes nowhere)."""
+    emails = list(db.session.scalars(select(Agent.email).where(Agent.role == "admin", Agent.active.is_(True))
+                                     .order_by(Agent.id)))
+    return emails or [team_email()]
+
+
+def return_handler(ret: Return) -> Optional[Agent]:
+    """The dispute handler of the return (its latest dispute with one), if any and active."""
+    for dispute in reversed(ret.disputes):
+        if dispute.handler is not None and dispute.handler.active:
+            return dispute.handler
+    return None
+
+
+# --- contexts -------------------------------------------------------------------------------
+
+def return_context(ret: Return, now: datetime, payload: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """What every return mail may show; ``payload`` is ``representation.return_payload``."""
+    from .representation import return_payload
+    payload = payload or return_payload(ret, now)
+    return {
+        "rma_number": format_number(ret.rma_code),
+        "customer_name": ret.customer_name,
+        "customer_email": ret.customer_email,
+        "order_number": payload["order_number"],
+        "status": ret.status,
+        "items": payload["items"],
+        "label": payload["label"],
+        "refund": payload["refund"],
+        "status_url": payload["links"]["status_page"],
+        "admin_url": f"{settings()['BASE_URL'].rstrip('/')}/admin/",
+    }
+
+
+def notify_return_created(ret: Return, now: datetime) -> MailMessage:
+    """The customer's confirmation, with the link to the status page (queued, not sent)."""
+    return enqueue_mail(ret.customer_email, "return_created", ret.locale, return_context(ret, now), now, ret=ret)
+
+
+# --- the send_mail job ----------------------------------------------------------------------
+
+def smtp_settings() -> SmtpSettings:
+    cfg = settings()
+    return SmtpSettings(host=str(cfg["SMTP_HOST"]), port=int(cfg["SMTP_PORT"]),
+                        username=cfg.get("SMTP_USERNAME") or None, password=cfg.get("SMTP_PASSWORD") or None,
+                        use_tls=bool(cfg.get("SMTP_STARTTLS")), sender=str(cfg["SMTP_SENDER"]),
+                        timeout=float(cfg.get("SMTP_TIMEOUT") or 10))
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    to: str
+    subject: str
+    text: str
+    html: Optional[str]
+    message_id: str
+    attempts: int
+    first_attempt_at: Optional[datetime]
+
+
+def send_due(now: datetime) -> int:
+    """Send the mails that are due, several SMTP connections at once; returns how many were
+    handed to the SMTP server. A refusal is retried with the webhook backoff for 3 days,
+    then the mail is ``failed``."""
+    cfg = settings()
+    table = MailMessage.__table__
+    lease = timedelta(seconds=int(cfg["JOB_LEASE_SECONDS"]))
+    smtp = smtp_settings()
+    # An SMTP conversation is several commands, each bounded by the timeout: never start one
+    # that could still run when the claim expires.
+    margin = timedelta(seconds=smtp.timeout * 3 + 5)
+    if lease <= margin:
+        raise RuntimeError(f"RMA_JOB_LEASE_SECONDS ({lease.total_seconds():.0f}) must exceed 3 × "
+                           f"RMA_SMTP_TIMEOUT + 5 s ({margin.total_seconds():.0f})")
+    budget = RunBudget()
+    engine = db.engine  # worker threads have no app context: they get the engine itself
+    sent = 0
+    with ThreadPoolExecutor(max(1, int(cfg["MAIL_CONCURRENCY"])), thread_name_prefix="mail") as pool:
+        while not budget.exhausted():
+            candidates = (select_ids(table).where(table.c.status == "pending", table.c.next_attempt_at <= now)
+                          .order_by(table.c.next_attempt_at))  # the index's order: a LIMIT stops early
+            claimed_at = wallclock()
+            ids = claim_locked(table, candidates, now_wall=claimed_at, lease=lease,
+                               limit=int(cfg["JOB_BATCH_SIZE"]))
+            if not ids:
+                break
+            rows = db.session.execute(select(table).where(table.c.id.in_(ids)).order_by(table.c.id)).all()
+            db.session.rollback()  # end the read transaction: sends happen outside any
+            claimed = [_Claimed(r.id, r.to, r.subject, r.text, r.html, r.message_id, r.attempts,
+                                r.first_attempt_at) for r in rows]
+            deadline = claimed_at + lease - margin
+            outcomes = list(pool.map(lambda c: _send_one(engine, c, smtp, now, deadline), claimed))
+            sent += sum(1 for o in outcomes if o == "sent")
+            if "released" in outcomes:
+                break  # out of time (or stopping): the next run takes the rest
+    return sent
+
+
+def _send_one(engine, mail: _Claimed, smtp: SmtpSettings, now: datetime, deadline: datetime) -> str:
+    """Send one claimed mail: "sent", "failed" (an attempt that failed) or "released"."""
+    table = MailMessage.__table__
+    if wallclock() > deadline or STOP.is_set():
+        # Too late to start a send that could outlive the claim (or shutting down): give it back.
+        with engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id == mail.id).values(locked_until=None))
+        return "released"
+    try:
+        send_mail(smtp, mail.to, mail.subject, mail.text, mail.html, message_id=mail.message_id, headers=HEADERS)
+    except (MailError, ValueError) as exc:
+        attempts = mail.attempts + 1
+        first = mail.first_attempt_at or now
+        retry_at = None if isinstance(exc, ValueError) else next_attempt_at(first, attempts, now)
+        values: dict[str, Any] = {"attempts": attempts, "first_attempt_at": first, "last_error": str(exc)[:500],
+                                  "locked_until": None}
+        if retry_at is None:
+            values["status"] = "failed"
+            log.warning("mail %s to %s failed for good: %s", mail.id, mail.to, exc)
+        else:
+            values["next_attempt_at"] = retry_at
+            log.info("mail %s to %s failed (attempt %s), retry at %s: %s", mail.id, mail.to, attempts, retry_at, exc)
+        with engine.begin() as conn:
+            conn.execute(update(table).where(table.c.id == mail.id, table.c.status == "pending").values(**values))
+        return "failed"
+    # Accepted by the server: record it at once (the at-least-once window is this commit).
+    with engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == mail.id).values(
+            status="sent", sent_at=now, attempts=mail.attempts + 1, first_attempt_at=mail.first_attempt_at or now,
+            last_error=None, locked_until=None))
+    return "sent"
+
