@@ -1,0 +1,82 @@
+"""Helpers of the admin view's tests: agents, sign-in with the form's CSRF token, returns
+made through the shop API (as in production), and direct looks at the database."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from sqlalchemy import select
+
+from rma_service.extensions import db
+from rma_service.models import Label, Return
+
+from tests.conftest import order_body
+
+PASSWORD = "correct-horse-battery"
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def make_agent(app, email: str = "alex@example.com", name: str = "Alex Admin", role: str = "admin",
+               disputes: bool = False, password: str = PASSWORD) -> int:
+    from rma_service import clock
+    from rma_service.services.agents import create_agent
+    with app.app_context():
+        return create_agent(email, name, role, password, disputes, clock.now()).id
+
+
+def csrf_token(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client, email: str = "alex@example.com", password: str = PASSWORD):
+    token = csrf_token(client.get("/admin/login").get_data(as_text=True))
+    return client.post("/admin/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def post_form(client, page_url: str, action_url: str, data: Optional[dict[str, Any]] = None, **kw):
+    """Post a form as a browser would: with the CSRF token of the page it sits on."""
+    token = csrf_token(client.get(page_url).get_data(as_text=True))
+    return client.post(action_url, data={"csrf_token": token, **(data or {})}, **kw)
+
+
+def put_order(api, number: str, lines: Optional[list[dict]] = None, **overrides) -> dict:
+    body = order_body(**overrides)
+    if lines is not None:
+        body["lines"] = lines
+    resp = api.put(f"/orders/{number}", json=body)
+    assert resp.status_code in (200, 201), resp.get_json()
+    return resp.get_json()
+
+
+def create_return(api, order_number: str, items: list[dict], email: str = "ada@example.com",
+                  resolution: str = "refund") -> dict:
+    resp = api.post("/returns", json={"order_number": order_number, "email": email, "items": items,
+                                      "resolution": resolution})
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def get_return(app, number: str) -> Return:
+    """The return as stored now (detached: read its columns only)."""
+    from rma_service.domain.rma_number import parse
+    with app.app_context():
+        ret = db.session.scalar(select(Return).where(Return.rma_code == parse(number)))
+        for item in ret.items:
+            _ = item.disposition
+        db.session.expunge_all()
+        return ret
+
+
+def set_tracking(app, number: str, tracking_number: str, tracking_status: Optional[str] = None) -> None:
+    """What the label job and the carrier would have done: an issued label with a tracking number."""
+    from rma_service.domain.rma_number import parse
+    with app.app_context():
+        ret = db.session.scalar(select(Return).where(Return.rma_code == parse(number)))
+        label = db.session.scalar(select(Label).where(Label.return_id == ret.id).order_by(Label.id.desc()))
+        if label is None:
+            label = Label(return_id=ret.id, carrier="self")
+            db.session.add(label)
+        label.status, label.tracking_number, label.tracking_status = "issued", tracking_number, tracking_status
+        db.session.commit()
