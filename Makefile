@@ -7,7 +7,7 @@ PORT ?= 5000
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export FLASK_APP := wsgi
 
-.PHONY: run test test-sqlite test-postgres venv venv-dev bench clean
+.PHONY: run test test-sqlite test-postgres venv venv-dev bench clean translations
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,16 @@ test-postgres: venv-dev
 bench: venv-dev
 	$(BIN)/python bench/bench_create_return.py
 	$(BIN)/python bench/bench_labels.py
+
+## translations: re-extract the customer pages' texts, merge them into each language, compile.
+## The compiled .mo files are committed, so the app needs no compile step to run.
+TRANSLATIONS := rma_service/translations
+translations: venv-dev
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l --no-location --sort-output \
+	  --project="RMA service" -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --width=100 --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache

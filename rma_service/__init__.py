@@ -54,8 +54,20 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     return app
 
 
+LOCALES = ("en", "fr")
+
+
 def _select_locale() -> str:
-    return request.accept_languages.best_match(["en", "fr"]) or "en"
+    """The customer's explicit choice (``?lang=`` on a page, kept in the session), then the
+    language of the order or return the page is about (``g.locale_hint``, set by the view),
+    then the browser's; English by default."""
+    from flask import g, has_request_context, session
+    if not has_request_context():
+        return "en"
+    for choice in (session.get("lang"), g.get("locale_hint")):
+        if choice in LOCALES:
+            return choice
+    return request.accept_languages.best_match(LOCALES) or "en"
 
 
 def _tune_sqlite(engine) -> None:

@@ -7,6 +7,7 @@ takes an optional mapping of overrides (tests pass theirs there).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,20 @@ def _bool(value: str) -> bool:
 
 def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _carrier_name(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", value):
+        raise ValueError("RMA_CARRIER must be `self` or a carrier name of letters, digits, `-` and `_` (at most 32)")
+    return value
+
+
+def _label_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("4x6", "a4"):
+        raise ValueError(f"RMA_LABEL_FORMAT must be 4x6 or a4, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -47,11 +62,61 @@ SETTINGS: list[Setting] = [
     Setting("RESOLUTIONS", ["refund", "exchange", "store_credit"], _list, "Resolutions the shop offers."),
     Setting("REFUND_DEADLINE_DAYS", 14, int, "Days to refund (EU Directive 2011/83/EU art. 13)."),
     Setting("LEGAL_INTEREST_RATE", Decimal("0.0721"), Decimal, "French legal interest rate (fraction) applied to refunds up to 10 days late (L242-4)."),
+    Setting("DISPUTE_CAPACITY", 20, int, "Most open disputes one handler carries; a dispute opened when every handler is full waits unassigned until one has room."),
     Setting("IDEMPOTENCY_TTL_HOURS", 24, int, "How long an `Idempotency-Key` is remembered."),
     Setting("RATELIMIT_ENABLED", True, _bool, "Turn rate limiting off (`false`) only for load tests."),
     Setting("RATELIMIT_STORAGE_URI", "memory://", str, "Flask-Limiter storage (`redis://127.0.0.1:6379` when several workers run)."),
     Setting("RATELIMIT_API", "600/minute", str, "Rate limit per API key."),
+    Setting("RATELIMIT_LOGIN", "5/minute", str, "Admin sign-in attempts per IP address and email (and at most 30/minute per IP address)."),
+    # Customer pages (/returns/)
+    Setting("RATELIMIT_WEB", "10/minute", str, "Rate limit of the customer pages' order lookups and return submissions, counted per client address and, separately, per order number (a friendly page answers 429)."),
+    Setting("PHOTO_MAX_BYTES", 10_485_760, int, "Largest photo a customer may attach to an item, in bytes. JPEG, PNG and WebP only; each photo is re-encoded (metadata such as GPS position removed) before it is stored."),
+    Setting("PHOTO_MAX_SIDE", 2000, int, "Photos are scaled down to at most this many pixels on their longer side when stored."),
+    Setting("PHOTOS_PER_ITEM", 3, int, "Photos a customer may attach to each returned item."),
+    Setting("UPLOAD_MAX_BYTES", 41_943_040, int, "Largest request body of the customers' return form with its photos, in bytes (the API keeps `RMA_MAX_CONTENT_LENGTH`)."),
+    Setting("TIMEZONE", "Europe/Paris", str, "Time zone in which customers read dates and times on the pages (IANA name)."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level."),
+    # Mail (sent by the scheduler from the outbox)
+    Setting("SMTP_HOST", "localhost", str, "SMTP server the scheduler hands mail to."),
+    Setting("SMTP_PORT", 25, int, "SMTP port."),
+    Setting("SMTP_USERNAME", None, str, "SMTP login (none: no login)."),
+    Setting("SMTP_PASSWORD", None, str, "SMTP password."),
+    Setting("SMTP_STARTTLS", False, _bool, "Upgrade the SMTP connection with STARTTLS."),
+    Setting("SMTP_SENDER", "returns@example.com", str, "`From` address of every mail; its domain ends the `Message-ID`s."),
+    Setting("SMTP_TIMEOUT", 10, int, "Seconds before an SMTP connection or command gives up."),
+    Setting("TEAM_EMAIL", None, str, "Returns team address: refund reminders of returns without a dispute handler, and admin reminders when no admin agent exists. Default: `RMA_SMTP_SENDER`."),
+    Setting("STAFF_LOCALE", "en", str, "Language of the mails to agents and the team (`en` or `fr`); customers get their order's language."),
+    # Reminders (domain defaults; see domain/deadlines.py)
+    Setting("REFUND_REMINDER_DAYS", [3, 1], lambda v: [int(x) for x in _list(v)], "Days before the refund deadline at which the handler/team is reminded (comma-separated)."),
+    Setting("LABEL_REMINDER_DAYS", 7, int, "Days after the label was issued, while unused, at which the customer is reminded."),
+    Setting("LABEL_EXPIRY_DAYS", 28, int, "Days after the label was issued, while unused, at which the RMA expires and the label is voided."),
+    Setting("DISPUTE_HANDLER_HOURS", 48, int, "Hours a customer waits for the dispute handler's reply before the handler is reminded."),
+    Setting("DISPUTE_ADMIN_HOURS", 96, int, "Hours a customer waits for the dispute handler's reply before the admins are told."),
+    # Scheduler and webhook delivery
+    Setting("WEBHOOK_CONNECT_TIMEOUT", 3.0, float, "Seconds to connect to a webhook endpoint."),
+    Setting("WEBHOOK_TIMEOUT", 10.0, float, "Seconds to wait for a webhook endpoint's answer; longer is a failed attempt (retried with backoff for 3 days)."),
+    Setting("WEBHOOK_PROXY", None, str, "HTTP(S) proxy for webhook requests (the environment's proxy variables and ~/.netrc are not used for them)."),
+    Setting("WEBHOOK_CONCURRENCY", 8, int, "Webhook requests one scheduler process sends in parallel (events of one return to one endpoint are always sent one after the other). Each sender holds a database connection during a run: keep it plus `RMA_MAIL_CONCURRENCY` under the pool size (20)."),
+    Setting("MAIL_CONCURRENCY", 4, int, "SMTP connections one scheduler process uses in parallel."),
+    Setting("JOB_BATCH_SIZE", 200, int, "Rows a job claims at a time."),
+    Setting("JOB_LEASE_SECONDS", 300, int, "How long a claimed webhook or mail stays reserved for the scheduler that claimed it; after a crash, others take it over once this has passed. Must exceed the webhook and SMTP timeouts."),
+    # Prepaid return labels and carrier tracking (services/labels.py, adapters/carriers.py)
+    Setting("CARRIER", "self", _carrier_name, "Carrier that issues the return labels: `self` (the service numbers and prints its own labels, no carrier API) or the name of a carrier with the JSON API of `adapters/carriers.py`, configured by the `RMA_CARRIER_<NAME>_…` settings below."),
+    Setting("CARRIER_SERVICE", "standard", str, "Carrier service (product) asked for each label, e.g. `standard`, `relay`."),
+    Setting("CARRIER_DISPLAY_NAME", "La Poste", str, "Carrier name printed on the label (\"hand the parcel to …\")."),
+    Setting("LABEL_FORMAT", "4x6", _label_format, "Page format of the labels the service prints: `4x6` (4×6 in thermal label) or `a4` (label in the top-left quarter of an A4 page)."),
+    Setting("LABEL_VALID_DAYS", None, int, "Days a label stays valid after it is issued (printed on it as its expiry date). Default: `RMA_LABEL_EXPIRY_DAYS`, the day the unused label is voided and the return expires."),
+    Setting("WAREHOUSE_NAME", None, str, "Return address (the label's recipient): name. Default: `<RMA_SHOP_NAME> Returns`. Set all the `RMA_WAREHOUSE_…` settings in production."),
+    Setting("WAREHOUSE_LINE1", "4 allée Newton", str, "Return address: first street line."),
+    Setting("WAREHOUSE_LINE2", None, str, "Return address: second street line (optional)."),
+    Setting("WAREHOUSE_POSTAL_CODE", "69800", str, "Return address: postal code."),
+    Setting("WAREHOUSE_CITY", "Saint-Priest", str, "Return address: city."),
+    Setting("WAREHOUSE_COUNTRY", "FR", str, "Return address: country (ISO 3166-1 alpha-2)."),
+    # One set per carrier: <NAME> is the carrier name in capitals, `-` as `_` (RMA_CARRIER_COLISSIMO_URL).
+    Setting("CARRIER_<NAME>_URL", None, str, "Base URL of that carrier's API (required for a carrier other than `self`). Optional too: `RMA_CARRIER_<NAME>_CONNECT_TIMEOUT` (3.05 s), `_READ_TIMEOUT` (10 s), `_RETRIES` (3, on 5xx and network errors)."),
+    Setting("CARRIER_<NAME>_API_KEY", None, str, "That carrier's API key, sent as `Authorization: Bearer …` (never logged)."),
+    Setting("CARRIER_<NAME>_SECRET", None, str, "Secret with which that carrier signs its tracking events to `POST /api/v1/carrier-events/<name>` (`RMA-Signature` or `Carrier-Signature: t=…,v1=…`). Comma-separated to rotate (old and new both accepted). Without it the carrier's events are refused (401)."),
+    Setting("CARRIER_EVENT_TOLERANCE_SECONDS", 300, int, "Largest gap between a tracking event's signature timestamp and now; older (replayed) or future signatures are refused (401)."),
 ]
 
 _DEV_SECRET = "dev-only-secret-change-me"
@@ -96,6 +161,9 @@ def flask_config(cfg: dict[str, Any]) -> dict[str, Any]:
         "RATELIMIT_ENABLED": cfg["RATELIMIT_ENABLED"],
         "TESTING": bool(cfg.get("TESTING")),
         "WTF_CSRF_ENABLED": cfg.get("WTF_CSRF_ENABLED", True),
+        # A form stays valid for a working day (a receiving station's page stays open for hours).
+        "WTF_CSRF_TIME_LIMIT": 12 * 3600,
+        "BABEL_DEFAULT_TIMEZONE": cfg.get("TIMEZONE") or "UTC",
         "API_TITLE": "RMA service",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
-                        Numeric, String, Text, TypeDecorator, UniqueConstraint)
+                        Numeric, String, Text, TypeDecorator, UniqueConstraint, event, func, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -117,6 +117,7 @@ class ApiKey(Model):
 
 class Order(Model):
     __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_placed_units", "placed_at", "units"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     order_number: Mapped[str] = mapped_column(String(64), unique=True)
     customer_email: Mapped[str] = mapped_column(String(254), index=True)
@@ -131,6 +132,8 @@ class Order(Model):
     placed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     currency: Mapped[str] = mapped_column(String(3))
+    # Units ordered over all lines, kept by services.orders (the KPIs' item return rate).
+    units: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -157,11 +160,26 @@ class OrderLine(Model):
     order: Mapped[Order] = relationship(back_populates="lines")
 
 
+# "Look at this return's reminders at the next sweep": the value a reminder hint takes when
+# the return is created or one of the facts its schedule depends on changes.
+REMINDER_RECHECK = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 class Return(Model):
     __tablename__ = "returns"
     __table_args__ = (
         Index("ix_returns_status_created", "status", "created_at", "id"),
         Index("ix_returns_created", "created_at", "id"),
+        # Refunds of a period with what their due date needs (covering, for the KPIs).
+        Index("ix_returns_refund_kpi", "refunded_at", "created_at", "first_scan_at", "received_at"),
+        # The reminder sweeps read only these (partial) indexes: their cost follows the number
+        # of returns due, not the number of returns (finished returns have NULL hints).
+        Index("ix_returns_refund_reminder_at", "refund_reminder_at",
+              postgresql_where=text("refund_reminder_at IS NOT NULL"),
+              sqlite_where=text("refund_reminder_at IS NOT NULL")),
+        Index("ix_returns_label_reminder_at", "label_reminder_at",
+              postgresql_where=text("label_reminder_at IS NOT NULL"),
+              sqlite_where=text("label_reminder_at IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     # The eight canonical symbols, without prefix or hyphens (e.g. "7K3M9Q2X").
@@ -190,6 +208,12 @@ class Return(Model):
     reject_reason: Mapped[Optional[str]] = mapped_column(Text)
     # Optimistic lock: a concurrent change of the same return fails instead of being lost.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Reminder hints, kept by services/reminders.py: no refund (label) reminder of this return
+    # can be due before this instant; NULL: none ever again. A lower bound, never late: any
+    # change of status, resolution, created_at, first_scan_at or received_at through the ORM
+    # resets both to REMINDER_RECHECK (see the listener below), so the next sweep recomputes.
+    refund_reminder_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, default=REMINDER_RECHECK)
+    label_reminder_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, default=REMINDER_RECHECK)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -200,8 +224,38 @@ class Return(Model):
     disputes: Mapped[list["Dispute"]] = relationship(back_populates="ret", order_by="Dispute.id")
 
 
+def _recheck_reminders(target: Return, value, oldvalue, initiator) -> None:
+    """A fact of the reminder schedule changed: the sweeps look at this return again.
+    (Code that changes these columns with a bulk UPDATE must reset the hints itself.)"""
+    target.refund_reminder_at = REMINDER_RECHECK
+    target.label_reminder_at = REMINDER_RECHECK
+
+
+for _attribute in (Return.status, Return.resolution, Return.created_at, Return.first_scan_at,
+                   Return.received_at):
+    event.listen(_attribute, "set", _recheck_reminders)
+
+
+# Search by customer email, case-insensitive, newest first.
+Index("ix_returns_email_lower", func.lower(Return.customer_email), Return.created_at)
+# The refunds still open: "refund due" and "refund overdue" read only this small index.
+_OPEN_REFUND = text("resolution = 'refund' AND status IN ('authorized', 'in_transit', 'received', 'disputed', "
+                    "'inspected')")
+Index("ix_returns_open_refund", Return.status, Return.created_at, Return.id, Return.first_scan_at,
+      Return.received_at, postgresql_where=_OPEN_REFUND, sqlite_where=_OPEN_REFUND)
+
+
 class ReturnItem(Model):
     __tablename__ = "return_items"
+    __table_args__ = (
+        # KPIs: the items of the returns created in a period (covering), items triaged in a period.
+        Index("ix_return_items_created_kpi", "created_at", "reason", "quantity", "sku"),
+        Index("ix_return_items_triaged", "triaged_at", "disposition"),
+        # The refurbish queue: only pending items are in this index.
+        Index("ix_return_items_refurbish_pending", "id",
+              postgresql_where=text("refurbish_status = 'pending'"),
+              sqlite_where=text("refurbish_status = 'pending'")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
@@ -218,10 +272,25 @@ class ReturnItem(Model):
     refurbish_status: Mapped[Optional[str]] = mapped_column(String(16))  # pending | refurbished | recycled
     triage_note: Mapped[Optional[str]] = mapped_column(Text)
     triaged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The return's created_at, copied on insert (see below): the KPIs count a period's items
+    # from one index instead of joining a year of returns with their items.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     ret: Mapped[Return] = relationship(back_populates="items")
     photos: Mapped[list["Photo"]] = relationship(back_populates="item", order_by="Photo.id",
                                                  cascade="all, delete-orphan")
+
+
+@event.listens_for(ReturnItem, "before_insert")
+def _copy_return_created_at(mapper, connection, target: ReturnItem) -> None:
+    """An item carries its return's creation time (see ReturnItem.created_at)."""
+    if target.created_at is None:
+        if target.ret is not None and target.ret.created_at is not None:
+            target.created_at = target.ret.created_at
+        else:
+            target.created_at = connection.scalar(
+                Return.__table__.select().with_only_columns(Return.__table__.c.created_at)
+                .where(Return.__table__.c.id == target.return_id))
 
 
 class Photo(Model):
@@ -249,6 +318,8 @@ class Event(Model):
     from_status: Mapped[Optional[str]] = mapped_column(String(16))
     to_status: Mapped[Optional[str]] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    ret: Mapped[Optional["Return"]] = relationship()
 
 
 class IdempotencyKey(Model):
@@ -281,12 +352,16 @@ class OutboxEvent(Model):
     """A domain event to tell the shop about, written in the transaction of the change."""
 
     __tablename__ = "outbox_events"
+    # A return's events in order: the webhook job's "is an earlier event still pending?" check.
+    __table_args__ = (Index("ix_outbox_events_return_order", "return_id", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
     type: Mapped[str] = mapped_column(String(48))
     return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="SET NULL"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    ret: Mapped[Optional["Return"]] = relationship()
 
 
 class WebhookDelivery(Model):
@@ -302,6 +377,9 @@ class WebhookDelivery(Model):
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The 3 days of retries count from the first attempt, not from the event: a delivery held
+    # back behind an earlier event of the same return still gets its full 3 days.
+    first_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     last_status_code: Mapped[Optional[int]] = mapped_column(Integer)
@@ -327,15 +405,32 @@ class MailMessage(Model):
     return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Retries go on for 3 days from the first attempt (not from queueing: after downtime, a
+    # mail still gets its 3 days).
+    first_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    ret: Mapped[Optional["Return"]] = relationship()
+
+
 
 class Label(Model):
     __tablename__ = "labels"
+    __table_args__ = (
+        # Parcels the carrier reports delivered (the admin's "to receive" queue).
+        Index("ix_labels_delivered", "return_id",
+              postgresql_where=text("tracking_status = 'delivered' AND status <> 'voided'"),
+              sqlite_where=text("tracking_status = 'delivered' AND status <> 'voided'")),
+        # The label job's work: a carrier call due (issue a pending label, void a voided one
+        # at the carrier). next_attempt_at is NULL once nothing is left to do (partial index).
+        Index("ix_labels_due", "next_attempt_at",
+              postgresql_where=text("next_attempt_at IS NOT NULL"),
+              sqlite_where=text("next_attempt_at IS NOT NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
     carrier: Mapped[str] = mapped_column(String(32))
@@ -348,6 +443,8 @@ class Label(Model):
     currency: Mapped[Optional[str]] = mapped_column(String(3))
     tracking_status: Mapped[Optional[str]] = mapped_column(String(24))
     tracking_updated_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The next carrier call due for this label (services/labels.py): creating the shipment
+    # while "pending", voiding it at the carrier once "voided"; NULL when none is left.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
@@ -376,7 +473,8 @@ class CarrierEvent(Model):
 
 class Dispute(Model):
     __tablename__ = "disputes"
-    __table_args__ = (Index("ix_disputes_status_handler", "status", "handler_id"),)
+    __table_args__ = (Index("ix_disputes_status_handler", "status", "handler_id"),
+                      Index("ix_disputes_resolved", "resolved_at", "opened_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved

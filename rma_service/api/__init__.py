@@ -14,7 +14,7 @@ from ..services import apikeys, idempotency
 blp = Blueprint("api", __name__, url_prefix="/api/v1", description="The shop backend's API.")
 
 # Routes that authenticate on their own (a carrier's signature instead of a shop key).
-PUBLIC_ENDPOINTS: set[str] = set()
+PUBLIC_ENDPOINTS: set[str] = {"api.carrier_events"}  # api/carriers.py: RMA-Signature of the carrier
 
 
 def rate_limit_key() -> str:
@@ -73,5 +73,5 @@ limiter.limit(lambda: current_app.config["RMA"]["RATELIMIT_API"], key_func=rate_
 
 
 def init_app(app, api) -> None:
-    from . import carriers, orders, returns  # noqa: F401  (routes register on blp)
+    from . import carriers, disputes, kpis, orders, returns, webhooks  # noqa: F401  (routes register on blp)
     api.register_blueprint(blp)

@@ -213,3 +213,62 @@ class EventOut(Schema):
 
 class EventList(Schema):
     items = fields.List(fields.Nested(EventOut))
+
+
+# --- disputes ---------------------------------------------------------------------------------
+
+DISPUTE_STATUSES = ("open", "resolved")
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Write a message.")
+
+
+class DisputeMessageIn(StrictSchema):
+    body = Str(required=True, validate=[validate.Length(min=1, max=5000, error="Write 1 to 5000 characters."),
+                                        _not_blank])
+    author = Str(required=True, validate=validate.OneOf(["customer", "handler"]))
+
+
+class DisputeMessageOut(Schema):
+    id = fields.Integer()
+    author, body, created_at = Str(), Str(), Str()
+
+
+class DisputeResolveIn(StrictSchema):
+    outcome = Str(required=True, validate=validate.OneOf(["accept", "partial", "reject"]))
+    amount = Money(positive=True, allow_none=True,
+                   metadata={"description": "Required for `partial`: 0 < amount ≤ the disputed value."})
+    note = text(2000, required=True, metadata={"description": "What the customer reads (the reason of a partial refund)."})
+
+
+class DisputeOut(Schema):
+    id = fields.Integer()
+    status = Str(validate=validate.OneOf(DISPUTE_STATUSES))
+    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2X"})
+    handler = fields.Dict(allow_none=True, metadata={"description": "{name, email}; null while unassigned."})
+    currency = Str()
+    amount_at_stake = Str(metadata={"example": "49.90"})
+    outcome = Str(allow_none=True)
+    resolved_amount = Str(allow_none=True)
+    note = Str(allow_none=True)
+    opened_at = Str()
+    assigned_at = Str(allow_none=True)
+    resolved_at = Str(allow_none=True)
+    last_customer_message_at = Str(allow_none=True)
+    last_handler_reply_at = Str(allow_none=True)
+    messages = fields.List(fields.Nested(DisputeMessageOut))
+
+
+class DisputePage(Schema):
+    items = fields.List(fields.Nested(DisputeOut))
+    next_cursor = Str(allow_none=True)
+
+
+class DisputeListQuery(StrictSchema):
+    status = Str(validate=validate.OneOf(DISPUTE_STATUSES))
+    handler = Str(validate=validate.Length(min=1, max=254), metadata={"description": "The handler's email."})
+    unassigned = fields.Boolean(metadata={"description": "Only disputes waiting for a handler."})
+    limit = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+    cursor = Str(validate=validate.Length(max=200))

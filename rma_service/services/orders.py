@@ -51,6 +51,7 @@ def _apply(order: Order, data: dict[str, Any], now: datetime) -> None:
         line.unit_price = spec["unit_price"]
         line.category = spec.get("category")
         line.returnable = spec.get("returnable")
+    order.units = sum(line.quantity for line in order.lines)  # the KPIs' item return rate
 
 
 def upsert_order(order_number: str, data: dict[str, Any], now: datetime) -> tuple[Order, bool]:

@@ -66,7 +66,8 @@ def label_block(ret: Return) -> Optional[dict[str, Any]]:
         "tracking_number": label.tracking_number,
         "status": label.status,
         "expires_at": rfc3339(label.expires_at),
-        "url": f"{_base()}/api/v1/returns/{number}/label.pdf" if label.pdf else None,
+        # Only a label the customer may print has a URL (GET …/label.pdf answers 404 otherwise).
+        "url": f"{_base()}/api/v1/returns/{number}/label.pdf" if label.status == "issued" and label.pdf else None,
     }
 
 
@@ -131,3 +132,34 @@ def order_payload(order: Order, now: datetime) -> dict[str, Any]:
         "created_at": rfc3339(order.created_at),
         "updated_at": rfc3339(order.updated_at),
     }
+
+
+def dispute_message_payload(message) -> dict[str, Any]:
+    return {"id": message.id, "author": message.author, "body": message.body,
+            "created_at": rfc3339(message.created_at)}
+
+
+def dispute_payload(dispute, *, messages: bool = True) -> dict[str, Any]:
+    """The contract's dispute (``GET /api/v1/disputes/{id}``); webhooks send it without the
+    messages."""
+    ret = dispute.ret
+    handler = dispute.handler
+    out: dict[str, Any] = {
+        "id": dispute.id,
+        "status": dispute.status,
+        "rma_number": format_number(ret.rma_code),
+        "handler": {"name": handler.name, "email": handler.email} if handler else None,
+        "currency": ret.currency,
+        "amount_at_stake": str(money(dispute.amount_at_stake or 0)),
+        "outcome": dispute.outcome,
+        "resolved_amount": str(money(dispute.resolved_amount)) if dispute.resolved_amount is not None else None,
+        "note": dispute.resolution_note,
+        "opened_at": rfc3339(dispute.opened_at),
+        "assigned_at": rfc3339(dispute.assigned_at),
+        "resolved_at": rfc3339(dispute.resolved_at),
+        "last_customer_message_at": rfc3339(dispute.last_customer_message_at),
+        "last_handler_reply_at": rfc3339(dispute.last_handler_reply_at),
+    }
+    if messages:
+        out["messages"] = [dispute_message_payload(m) for m in dispute.messages]
+    return out
