@@ -3,24 +3,33 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import Response, g, url_for
+from flask import Response, current_app, g, url_for
 from sqlalchemy import func, select
 
 from .. import clock
 from ..domain.rma_number import format_number
-from ..errors import ApiError, NotFound
+from ..errors import ApiError
 from ..extensions import db
 from ..models import Event, Return
+from ..services import labels as labels_svc
 from ..services import returns as svc
-from ..services.representation import current_label, return_payload
+from ..services.representation import return_payload
 from . import blp
 from .schemas import (CloseIn, EventList, ReceiveIn, RefundIn, RejectIn, ReturnIn, ReturnListQuery,
                       ReturnOut, ReturnPage, TriageIn)
 
 
-def _created(ret: Return):
+def _out(ret: Return, status: int = 200, headers: dict | None = None) -> Response:
+    """The Return as JSON. The payload already has the contract's shape (it is also the
+    webhooks' data), so it is written directly rather than dumped again through ReturnOut,
+    which stays the documented schema."""
+    body = current_app.json.dumps(return_payload(ret, clock.now()))
+    return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
+
+
+def _created(ret: Return) -> Response:
     number = format_number(ret.rma_code)
-    return return_payload(ret, clock.now()), 201, {"Location": url_for("api.get_return", rma_number=number)}
+    return _out(ret, 201, {"Location": url_for("api.get_return", rma_number=number)})
 
 
 @blp.route("/returns", methods=["POST"])
@@ -77,14 +86,14 @@ def list_returns(args):
 @blp.response(200, ReturnOut)
 def get_return(rma_number):
     """One return. The number is read case-insensitively, with or without hyphens."""
-    return return_payload(svc.get_return(rma_number), clock.now())
+    return _out(svc.get_return(rma_number))
 
 
 @blp.route("/returns/<string:rma_number>/approve", methods=["POST"])
 @blp.response(200, ReturnOut)
 def approve(rma_number):
     """requested → authorized."""
-    return return_payload(svc.approve(rma_number, g.actor, clock.now()), clock.now())
+    return _out(svc.approve(rma_number, g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/reject", methods=["POST"])
@@ -92,14 +101,14 @@ def approve(rma_number):
 @blp.response(200, ReturnOut)
 def reject(data, rma_number):
     """requested → rejected, with the reason the customer reads."""
-    return return_payload(svc.reject(rma_number, data["reason"], g.actor, clock.now()), clock.now())
+    return _out(svc.reject(rma_number, data["reason"], g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/cancel", methods=["POST"])
 @blp.response(200, ReturnOut)
 def cancel(rma_number):
     """requested or authorized → cancelled; the label is voided."""
-    return return_payload(svc.cancel(rma_number, g.actor, clock.now()), clock.now())
+    return _out(svc.cancel(rma_number, g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/receive", methods=["POST"])
@@ -107,7 +116,7 @@ def cancel(rma_number):
 @blp.response(200, ReturnOut)
 def receive(data, rma_number):
     """The parcel arrived: record the units received (absent: everything announced)."""
-    return return_payload(svc.receive(rma_number, data.get("items"), g.actor, clock.now()), clock.now())
+    return _out(svc.receive(rma_number, data.get("items"), g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/items/<string:line_id>/triage", methods=["POST"])
@@ -117,7 +126,7 @@ def triage(data, rma_number, line_id):
     """Sort a received item into restock, refurbish or dispute."""
     ret = svc.triage(rma_number, line_id, data["disposition"], data["condition"], data.get("note"),
                      g.actor, clock.now())
-    return return_payload(ret, clock.now())
+    return _out(ret)
 
 
 @blp.route("/returns/<string:rma_number>/refund", methods=["POST"])
@@ -126,7 +135,7 @@ def triage(data, rma_number, line_id):
 def refund(data, rma_number):
     """Record a refund the shop made (full or partial)."""
     ret = svc.record_refund(rma_number, data["amount"], data.get("reference"), g.actor, clock.now())
-    return return_payload(ret, clock.now())
+    return _out(ret)
 
 
 @blp.route("/returns/<string:rma_number>/close", methods=["POST"])
@@ -134,20 +143,26 @@ def refund(data, rma_number):
 @blp.response(200, ReturnOut)
 def close(data, rma_number):
     """End an inspected return with nothing left to refund."""
-    return return_payload(svc.close(rma_number, data.get("note"), g.actor, clock.now()), clock.now())
+    return _out(svc.close(rma_number, data.get("note"), g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/label.pdf", methods=["GET"])
 @blp.response(200, description="The label as PDF.", content_type="application/pdf")
 def label_pdf(rma_number):
-    """The prepaid label; 404 before one exists."""
-    ret = svc.get_return(rma_number)
-    label = current_label(ret)
-    if label is None or not label.pdf:
-        raise NotFound("This return has no label yet.")
-    return Response(label.pdf, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="{format_number(ret.rma_code)}.pdf"',
+    """The prepaid label, as stored when it was issued (the same bytes on every download);
+    404 while it is being issued (``label.status`` pending) and once it is voided."""
+    number, pdf = labels_svc.stored_pdf(rma_number)
+    return Response(pdf, mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{number}.pdf"',
         "Cache-Control": "private, max-age=300"})
+
+
+@blp.route("/returns/<string:rma_number>/label/reissue", methods=["POST"])
+@blp.response(200, ReturnOut)
+def reissue_label(rma_number):
+    """Void the current label (also at the carrier) and request a new one, with a new tracking
+    number once issued (``label.status`` pending until then). Authorized returns only."""
+    return _out(labels_svc.void_and_reissue(rma_number, g.actor, clock.now()))
 
 
 @blp.route("/returns/<string:rma_number>/events", methods=["GET"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import event as sa_event, select
+from sqlalchemy.orm import Session
 
 from ..domain import status as sm
 from ..extensions import db
@@ -24,23 +25,44 @@ STATUS_TIMESTAMPS = {"authorized": "authorized_at", "received": "received_at",
 def record(ret: Optional[Return], type_: str, actor: str, now: datetime, *, data: Optional[dict] = None,
            from_status: Optional[str] = None, to_status: Optional[str] = None,
            dispute_id: Optional[int] = None) -> Event:
-    event = Event(return_id=ret.id if ret is not None else None, dispute_id=dispute_id, type=type_,
-                  at=now, actor=actor, from_status=from_status, to_status=to_status, data=data or {})
+    event = Event(dispute_id=dispute_id, type=type_, at=now, actor=actor, from_status=from_status,
+                  to_status=to_status, data=data or {})
+    event.ret = ret  # the unit of work fills return_id, also for a return not yet flushed
     db.session.add(event)
     return event
 
 
-def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[int] = None) -> OutboxEvent:
+def _live_endpoints() -> list[WebhookEndpoint]:
+    """The webhook endpoints, read once per session transaction (several events are often
+    emitted by one change)."""
+    cache = db.session.info.get("rma_endpoints")
+    if cache is None:
+        with db.session.no_autoflush:  # the pending rows go in the commit's one flush
+            cache = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))).all()
+        db.session.info["rma_endpoints"] = cache
+    return cache
+
+
+@sa_event.listens_for(Session, "after_commit")
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_endpoints(session: Session) -> None:
+    session.info.pop("rma_endpoints", None)
+
+
+def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[int] = None,
+         ret: Optional[Return] = None) -> OutboxEvent:
     """Write an event for the shop in the current transaction, with one delivery row per
-    subscribed endpoint. The scheduler sends them after the commit."""
+    subscribed endpoint. The scheduler sends them after the commit. Pass ``ret`` (rather
+    than ``return_id``) for a return that may not be flushed yet."""
     event = OutboxEvent(type=type_, return_id=return_id, payload=data, created_at=now)
+    if ret is not None:
+        event.ret = ret
     db.session.add(event)
-    db.session.flush()
-    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))).all()
-    for endpoint in endpoints:
+    for endpoint in _live_endpoints():
         if type_ in endpoint.events or "*" in endpoint.events:
-            db.session.add(WebhookDelivery(outbox_event_id=event.id, endpoint_id=endpoint.id,
-                                           next_attempt_at=now, created_at=now))
+            delivery = WebhookDelivery(endpoint_id=endpoint.id, next_attempt_at=now, created_at=now)
+            delivery.event = event
+            db.session.add(delivery)
     return event
 
 
@@ -60,7 +82,6 @@ def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Opt
     if after in sm.RELEASES_UNITS:
         from .returns import release_units
         release_units(ret)
-    db.session.flush()
     if after in STATUS_EVENTS:
-        emit(STATUS_EVENTS[after], return_payload(ret, now), now, ret.id)
+        emit(STATUS_EVENTS[after], return_payload(ret, now), now, ret=ret)
     return after

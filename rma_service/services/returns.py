@@ -15,8 +15,8 @@ from ..domain.policy import (ItemProblem, LineFacts, RequestedItem, check_items,
                              money, quote)
 from ..errors import ApiError, NotFound, validation_error
 from ..extensions import db
-from ..models import Order, OrderLine, Return, ReturnItem
-from . import policy
+from ..models import Order, OrderLine, Photo, Return, ReturnItem
+from . import notifications, policy
 from .audit import emit, record, transition
 from .representation import return_amount_due, return_payload
 from .orders import find_order
@@ -70,7 +70,23 @@ def release_units(ret: Return, quantities: Optional[dict[int, int]] = None) -> N
                 .execution_options(synchronize_session=False))
 
 
-def create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
+def create_return(data: dict[str, Any], actor: str, now: datetime, *, attempts: int = 5) -> Return:
+    """Create a return (and authorize it when the policy allows) in one transaction.
+
+    The RMA number is drawn at random; the unique index is the arbiter. A collision (about
+    one in 34 billion per existing return) rolls the whole transaction back and draws again,
+    so the common path pays for no savepoint."""
+    for attempt in range(attempts):
+        try:
+            return _create_return(data, actor, now)
+        except IntegrityError as exc:
+            db.session.rollback()
+            if "rma_code" not in str(exc.orig) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
     pol = policy()
     order = order_for_customer(data["order_number"], data["email"])
     resolution = data.get("resolution") or "refund"
@@ -110,39 +126,33 @@ def create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
     q = quote(requested, resolution, pol)
     ret = Return(status="requested", order_id=order.id, resolution=resolution,
                  customer_email=order.customer_email, customer_name=order.customer_name,
-                 locale=order.locale, currency=order.currency, created_at=now, updated_at=now,
-                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee, amount_refunded=Decimal("0"))
+                 locale=data.get("locale") or order.locale, currency=order.currency, created_at=now, updated_at=now,
+                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee, amount_refunded=Decimal("0"),
+                 rma_code=rma_number.generate(), labels=[], disputes=[])
     ret.order = order
-    for it in requested:
+    db.session.add(ret)
+    for it, spec in zip(requested, data["items"]):
         line = lines[it.line_id]
-        ret.items.append(ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
-                                    quantity=it.quantity, reason=it.reason, comment=it.comment,
-                                    unit_price=line.unit_price))
-    _insert_with_unique_number(ret)
+        item = ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
+                          quantity=it.quantity, reason=it.reason, comment=it.comment,
+                          unit_price=line.unit_price)
+        # Photos from the customers' page, already re-encoded (services/photos.py).
+        item.photos.extend(Photo(content_type=ctype, data=blob, created_at=now)
+                           for ctype, blob in spec.get("photos") or ())
+        ret.items.append(item)
     record(ret, "create", actor, now, to_status="requested",
            data={"quote": {"items_value": str(q.items_value), "shipping_fee": str(q.shipping_fee),
-                           "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)}})
-    emit("return.created", return_payload(ret, now), now, ret.id)
+                           "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)},
+                 # the customers' form: the submission's key, so that a double click makes one return
+                 **({"submission": data["submission"]} if data.get("submission") else {})})
+    emit("return.created", return_payload(ret, now), now, ret=ret)
     if not q.needs_approval:
+        # Before the first flush: the return is inserted once, already authorized.
         transition(ret, "approve", "policy", now, data={"automatic": True})
         _after_authorized(ret, now)
+    notifications.notify_return_created(ret, now)  # the customer's confirmation, via the outbox
     db.session.commit()
     return ret
-
-
-def _insert_with_unique_number(ret: Return, attempts: int = 8) -> None:
-    """Draw random numbers until one is free; the unique index is the arbiter."""
-    for _ in range(attempts):
-        ret.rma_code = rma_number.generate()
-        savepoint = db.session.begin_nested()
-        try:
-            db.session.add(ret)
-            db.session.flush()
-            savepoint.commit()
-            return
-        except IntegrityError:
-            savepoint.rollback()
-    raise RuntimeError("could not draw a free RMA number")
 
 
 def _after_authorized(ret: Return, now: datetime) -> None:
@@ -201,6 +211,10 @@ def receive(number: str, items: Optional[list[dict]], actor: str, now: datetime)
             raise validation_error({"items": ["Receive at least one unit."]})
     for line_id, item in by_line.items():
         item.received_quantity = counts.get(line_id, 0)
+    # The receiving station notes each item's condition on arrival (triage may revise it).
+    for spec in items or []:
+        if spec.get("condition") and spec["line_id"] in by_line:
+            by_line[spec["line_id"]].condition = spec["condition"]
     # Units announced but not in the parcel go back to the order: they can be returned later.
     release_units(ret, {item.id: item.quantity - item.received_quantity for item in ret.items})
     transition(ret, "receive", actor, now, data={"items": [{"line_id": k, "quantity": v} for k, v in counts.items()]})
