@@ -106,4 +106,4 @@ def _not_found(exc):
                            detail="Nothing here. Check the address or search above."), 404
 
 
-from . import views_auth, views_returns, views_station, views_dashboard, views_agents  # noqa: E402,F401
+from . import views_auth, views_returns, views_station, views_dashboard, views_agents, views_disputes  # noqa: E402,F401

@@ -89,3 +89,25 @@ def receive_form(items, formdata=None):
         setattr(ReceiveForm, f"cond_{item.id}", SelectField(
             "Condition", choices=CONDITION_CHOICES, default=item.condition or "like_new"))
     return ReceiveForm() if formdata is None else ReceiveForm(formdata=formdata)
+
+
+# --- disputes ----------------------------------------------------------------------------------
+
+OUTCOME_CHOICES = [SelectChoice("accept", "Accept: refund the disputed items in full"),
+                   SelectChoice("partial", "Partial: refund part of their value"),
+                   SelectChoice("reject", "Reject: refund nothing for them")]
+
+
+class DisputeMessageForm(FlaskForm):
+    body = TextAreaField("Reply to the customer", validators=[DataRequired(), Length(max=5000)])
+
+
+class ResolveForm(FlaskForm):
+    outcome = RadioField("Outcome", choices=OUTCOME_CHOICES, validators=[DataRequired()])
+    amount = DecimalField("Amount refunded for the disputed items (partial)", places=2,
+                          validators=[Optional(), NumberRange(min=0)])
+    note = TextAreaField("Note (the customer reads it)", validators=[Optional(), Length(max=2000)])
+
+
+class ReassignForm(FlaskForm):
+    agent_id = SelectField("Give to", coerce=int, validators=[DataRequired()])
