@@ -24,6 +24,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
+# Links in API answers, mails and labels point at the local server.
+run: export RMA_BASE_URL ?= http://$(HOST):$(PORT)
+
 ## run: install, migrate the SQLite database, load demo data, serve with the scheduler beside it
 run: venv
 	$(BIN)/flask db upgrade
