@@ -478,10 +478,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"{big['returns'] // small['returns']}× the returns, same due items: the sweep takes "
         f"{ratio:.2f}× the baseline's time. Each return also has one delivered webhook in its history "
         "(80 % of the returns are finished, 20 % open with a hint in the next 30 days). The due-selection "
-        "queries read the same number of index entries in both (see the plans: `rows=500` per claim); "
-        "what grows is the price of each due row: in the big table every due return sits on its own "
-        "heap page, mostly not in the cache yet (`shared read` in the plans), while the small table "
-        "is cached whole.",
+        "queries read the same number of index entries in both (see the plans: `rows=500` per claim, "
+        "one index range scan each). What can differ is the price of a due row: in the big table every "
+        "due return sits on its own heap page, often not cached yet (`shared read` in the plans), while "
+        "the small table is cached whole.",
         "",
         "Why: every return carries `refund_reminder_at` (and `label_reminder_at`), the earliest "
         "instant a reminder can be due, NULL once none can be; the sweep reads `WHERE "

@@ -59,6 +59,8 @@ def build_scheduler(app: Flask, jobs: tuple[Job, ...] = JOBS,
 
 def run_scheduler(app: Flask, jobs: tuple[Job, ...] = JOBS, *, install_signals: bool = True) -> None:
     """Run until SIGTERM/SIGINT; returns after the running jobs finished their batch."""
+    if not log.isEnabledFor(logging.DEBUG):  # APScheduler logs every run at INFO: too chatty
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     executor = ThreadPoolExecutor(max_workers=max(1, len(jobs)))
     scheduler = build_scheduler(app, jobs, executor)
     STOP.clear()

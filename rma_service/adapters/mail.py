@@ -75,6 +75,70 @@ def send_mail(settings: SmtpSettings, to: str, subject: str, text: str, html: st
                         f"{reason}") from exc
 
 
+class MailSession:
+    """One SMTP connection for many mails (a scheduler run sends a batch over it).
+
+    Connects on the first ``send``, reuses the connection afterwards; a connection the server
+    dropped while idle is re-opened once, transparently. Any other trouble closes it and
+    raises ``MailError`` (the next ``send`` connects again). Not thread-safe: one per thread.
+    """
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+
+    def send(self, to: str, subject: str, text: str, html: str | None = None, *,
+             message_id: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+        """Like ``send_mail``, over this session's connection."""
+        message = build_message(self.settings.sender, to, subject, text, html, message_id=message_id,
+                                headers=headers)
+        reused = self._smtp is not None
+        try:
+            try:
+                self._connection().send_message(message)
+            except smtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                self.close()  # dropped while idle: one fresh connection, one more try
+                self._connection().send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            reason = _describe(exc)
+            if self.settings.password:
+                reason = reason.replace(self.settings.password, "***")
+            raise MailError(f"could not send mail to {to} via {self.settings.host}:{self.settings.port}: "
+                            f"{reason}") from exc
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            settings = self.settings
+            smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            try:
+                if settings.use_tls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if settings.username:
+                    smtp.login(settings.username, settings.password or "")
+            except BaseException:
+                smtp.close()
+                raise
+            self._smtp = smtp
+        return self._smtp
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+    def __enter__(self) -> MailSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def _describe(exc: smtplib.SMTPException | OSError) -> str:
     """The server's answer for an SMTP refusal (``SMTPAuthenticationError 535 …``), else the
     error itself (``ConnectionRefusedError: [Errno 111] Connection refused``)."""

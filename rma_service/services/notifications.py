@@ -13,7 +13,9 @@ it again after the lease (at-least-once, same ``Message-ID``); nothing else send
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +27,7 @@ from babel.numbers import format_currency, format_decimal
 from flask import current_app
 from sqlalchemy import select, update
 
-from ..adapters.mail import MailError, SmtpSettings, send_mail
+from ..adapters.mail import MailError, MailSession, SmtpSettings
 from ..domain.deadlines import next_attempt_at
 from ..domain.rma_number import format_number
 from ..extensions import db
@@ -169,8 +171,8 @@ class _Claimed:
 
 def send_due(now: datetime) -> int:
     """Send the mails that are due, several SMTP connections at once; returns how many were
-    handed to the SMTP server. A refusal is retried with the webhook backoff for 3 days,
-    then the mail is ``failed``."""
+    handed to the SMTP server. A refusal is retried with the webhook backoff for 3 days from
+    the first attempt, then the mail is ``failed``."""
     cfg = settings()
     table = MailMessage.__table__
     lease = timedelta(seconds=int(cfg["JOB_LEASE_SECONDS"]))
@@ -181,31 +183,47 @@ def send_due(now: datetime) -> int:
     if lease <= margin:
         raise RuntimeError(f"RMA_JOB_LEASE_SECONDS ({lease.total_seconds():.0f}) must exceed 3 × "
                            f"RMA_SMTP_TIMEOUT + 5 s ({margin.total_seconds():.0f})")
-    budget = RunBudget()
     engine = db.engine  # worker threads have no app context: they get the engine itself
+    # One SMTP connection per sending thread for the whole run, not one per mail.
+    local = threading.local()
+    sessions: list[MailSession] = []
+    sessions_lock = threading.Lock()
+
+    def session() -> MailSession:
+        if not hasattr(local, "session"):
+            local.session = MailSession(smtp)
+            with sessions_lock:
+                sessions.append(local.session)
+        return local.session
+
+    budget = RunBudget()
     sent = 0
-    with ThreadPoolExecutor(max(1, int(cfg["MAIL_CONCURRENCY"])), thread_name_prefix="mail") as pool:
-        while not budget.exhausted():
-            candidates = (select_ids(table).where(table.c.status == "pending", table.c.next_attempt_at <= now)
-                          .order_by(table.c.next_attempt_at))  # the index's order: a LIMIT stops early
-            claimed_at = wallclock()
-            ids = claim_locked(table, candidates, now_wall=claimed_at, lease=lease,
-                               limit=int(cfg["JOB_BATCH_SIZE"]))
-            if not ids:
-                break
-            rows = db.session.execute(select(table).where(table.c.id.in_(ids)).order_by(table.c.id)).all()
-            db.session.rollback()  # end the read transaction: sends happen outside any
-            claimed = [_Claimed(r.id, r.to, r.subject, r.text, r.html, r.message_id, r.attempts,
-                                r.first_attempt_at) for r in rows]
-            deadline = claimed_at + lease - margin
-            outcomes = list(pool.map(lambda c: _send_one(engine, c, smtp, now, deadline), claimed))
-            sent += sum(1 for o in outcomes if o == "sent")
-            if "released" in outcomes:
-                break  # out of time (or stopping): the next run takes the rest
+    try:
+        with ThreadPoolExecutor(max(1, int(cfg["MAIL_CONCURRENCY"])), thread_name_prefix="mail") as pool:
+            while not budget.exhausted():
+                candidates = (select_ids(table).where(table.c.status == "pending", table.c.next_attempt_at <= now)
+                              .order_by(table.c.next_attempt_at))  # the index's order: a LIMIT stops early
+                claimed_at = wallclock()
+                ids = claim_locked(table, candidates, now_wall=claimed_at, lease=lease,
+                                   limit=int(cfg["JOB_BATCH_SIZE"]))
+                if not ids:
+                    break
+                rows = db.session.execute(select(table).where(table.c.id.in_(ids)).order_by(table.c.id)).all()
+                db.session.rollback()  # end the read transaction: sends happen outside any
+                claimed = [_Claimed(r.id, r.to, r.subject, r.text, r.html, r.message_id, r.attempts,
+                                    r.first_attempt_at) for r in rows]
+                deadline = claimed_at + lease - margin
+                outcomes = list(pool.map(lambda c: _send_one(engine, session, c, now, deadline), claimed))
+                sent += outcomes.count("sent")
+                if "released" in outcomes:
+                    break  # out of time (or stopping): the next run takes the rest
+    finally:
+        for s_ in sessions:
+            s_.close()
     return sent
 
 
-def _send_one(engine, mail: _Claimed, smtp: SmtpSettings, now: datetime, deadline: datetime) -> str:
+def _send_one(engine, session: Callable[[], MailSession], mail: _Claimed, now: datetime, deadline: datetime) -> str:
     """Send one claimed mail: "sent", "failed" (an attempt that failed) or "released"."""
     table = MailMessage.__table__
     if wallclock() > deadline or STOP.is_set():
@@ -214,7 +232,7 @@ def _send_one(engine, mail: _Claimed, smtp: SmtpSettings, now: datetime, deadlin
             conn.execute(update(table).where(table.c.id == mail.id).values(locked_until=None))
         return "released"
     try:
-        send_mail(smtp, mail.to, mail.subject, mail.text, mail.html, message_id=mail.message_id, headers=HEADERS)
+        session().send(mail.to, mail.subject, mail.text, mail.html, message_id=mail.message_id, headers=HEADERS)
     except (MailError, ValueError) as exc:
         attempts = mail.attempts + 1
         first = mail.first_attempt_at or now
@@ -236,4 +254,3 @@ def _send_one(engine, mail: _Claimed, smtp: SmtpSettings, now: datetime, deadlin
             status="sent", sent_at=now, attempts=mail.attempts + 1, first_attempt_at=mail.first_attempt_at or now,
             last_error=None, locked_until=None))
     return "sent"
-

@@ -12,7 +12,7 @@ from rma_service.extensions import db
 from rma_service.models import (REMINDER_RECHECK, Agent, Dispute, DisputeMessage, Label, MailMessage,
                                 OutboxEvent, ReminderSent, Return)
 from tests.conftest import NOW, order_body, return_body
-from tests.outbox import Receiver, receiver, run_jobs  # noqa: F401  (fixture)
+from tests.outbox import receiver, run_jobs  # noqa: F401  (fixture)
 
 TEAM = "team@shop.test"
 
@@ -132,6 +132,23 @@ def test_english_confirmation_and_retries_when_smtp_is_down(app, api, order, smt
     assert message["Subject"] == f"Your return {ret['rma_number']} for order 1001"
     assert ret["links"]["status_page"] in message.get_body(("plain",)).get_content()
     assert mails(app)[0].status == "sent"
+
+
+def test_a_mail_session_reuses_its_connection_and_reconnects_when_dropped(smtp_server):
+    import socket
+
+    from rma_service.adapters.mail import MailError, MailSession, SmtpSettings
+    with MailSession(SmtpSettings(smtp_server.host, smtp_server.port)) as session:
+        session.send("a@example.org", "One", "1")
+        connection = session._smtp
+        session.send("b@example.org", "Two", "2")
+        assert session._smtp is connection  # the same SMTP conversation
+        connection.sock.shutdown(socket.SHUT_RDWR)  # the connection dropped while idle
+        session.send("c@example.org", "Three", "3")  # re-opened once, transparently
+        assert session._smtp is not connection
+    assert [m["Subject"] for m in smtp_server.wait_for(3)] == ["One", "Two", "Three"]
+    with pytest.raises(MailError):
+        MailSession(SmtpSettings("127.0.0.1", 1)).send("d@example.org", "Four", "4")
 
 
 # --- refund reminders -------------------------------------------------------------------------
