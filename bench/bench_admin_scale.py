@@ -36,7 +36,6 @@ import itertools
 import json
 import math
 import multiprocessing as mp
-import os
 import random
 import re
 import statistics

@@ -35,7 +35,7 @@ def database_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def _schema(database_url) -> str:
     """Build the schema once per session through the migrations (which tests them too)."""
-    from flask_migrate import downgrade, upgrade
+    from flask_migrate import upgrade
     app = create_app({"DATABASE_URL": database_url, "TESTING": True})
     with app.app_context():
         if database_url.startswith("postgresql"):

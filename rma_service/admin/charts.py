@@ -72,7 +72,7 @@ def hbars(rows: Iterable[tuple], *, title: str, css: str = "col") -> Markup:
                      f"<title>{escape(tooltip)}: {value}</title></rect>")
         parts.append(f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + 15}">{_fmt(value)}</text>')
     if not rows:
-        parts.append(f'<text class="label" x="0" y="15">Nothing in this period.</text>')
+        parts.append('<text class="label" x="0" y="15">Nothing in this period.</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -64,7 +64,6 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Optional
 
 from sqlalchemy import func, select, update

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from rma_service.extensions import db
-from rma_service.models import Agent, Event, OutboxEvent, Photo, Return, ReturnItem
+from rma_service.models import Agent, Event, OutboxEvent, Photo, ReturnItem
 from tests.conftest import NOW
 
 from .admin_support import (PASSWORD, create_return, csrf_token, get_return, login, make_agent, post_form,

@@ -232,7 +232,6 @@ def test_sigkill_mid_delivery_loses_nothing_and_repeats_nothing_acknowledged(app
             acked = [h.event_id for h in receiver.hits if h.acknowledged]
             if state["phase"] == "running" and len(acked) >= 10:
                 state["phase"] = "killing"
-                trigger = True
             else:
                 hit.acknowledged = True
                 return 204
