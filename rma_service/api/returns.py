@@ -29,7 +29,12 @@ def _out(ret: Return, status: int = 200, headers: dict | None = None) -> Respons
 
 def _created(ret: Return) -> Response:
     number = format_number(ret.rma_code)
-    return _out(ret, 201, {"Location": url_for("api.get_return", rma_number=number)})
+    headers = {"Location": url_for("api.get_return", rma_number=number)}
+    payload = getattr(ret, "payload", None)  # a new return carries its JSON (services.returns)
+    if payload is None:
+        return _out(ret, 201, headers)
+    return current_app.response_class(current_app.json.dumps(payload), status=201, headers=headers,
+                                      mimetype="application/json")
 
 
 @blp.route("/returns", methods=["POST"])

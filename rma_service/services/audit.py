@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..domain import status as sm
 from ..extensions import db
 from ..models import Event, OutboxEvent, Return, WebhookDelivery, WebhookEndpoint
+from .newrows import add
 
 # Webhook event sent when a return enters a status (inspected has none in the contract).
 STATUS_EVENTS = {
@@ -27,18 +28,21 @@ def record(ret: Optional[Return], type_: str, actor: str, now: datetime, *, data
            dispute_id: Optional[int] = None) -> Event:
     event = Event(dispute_id=dispute_id, type=type_, at=now, actor=actor, from_status=from_status,
                   to_status=to_status, data=data or {})
-    event.ret = ret  # the unit of work fills return_id, also for a return not yet flushed
-    db.session.add(event)
+    event.ret = ret  # return_id is filled at the insert, also for a return not yet written
+    add(event)
     return event
 
 
-def _live_endpoints() -> list[WebhookEndpoint]:
-    """The webhook endpoints, read once per session transaction (several events are often
-    emitted by one change)."""
+def _live_endpoints() -> list:
+    """The webhook endpoints (id, events), read once per session transaction (several events
+    are often emitted by one change)."""
     cache = db.session.info.get("rma_endpoints")
     if cache is None:
-        with db.session.no_autoflush:  # the pending rows go in the commit's one flush
-            cache = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))).all()
+        table = WebhookEndpoint.__table__
+        # A plain Core read: nothing here is flushed first (the pending rows go in the
+        # commit's one flush) and no objects are built.
+        cache = db.session.connection().execute(
+            select(table.c.id, table.c.events).where(table.c.deleted_at.is_(None))).all()
         db.session.info["rma_endpoints"] = cache
     return cache
 
@@ -57,12 +61,12 @@ def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[in
     event = OutboxEvent(type=type_, return_id=return_id, payload=data, created_at=now)
     if ret is not None:
         event.ret = ret
-    db.session.add(event)
+    add(event)
     for endpoint in _live_endpoints():
         if type_ in endpoint.events or "*" in endpoint.events:
             delivery = WebhookDelivery(endpoint_id=endpoint.id, next_attempt_at=now, created_at=now)
             delivery.event = event
-            db.session.add(delivery)
+            add(delivery)
     return event
 
 

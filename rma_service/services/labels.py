@@ -82,6 +82,7 @@ from ..models import CarrierEvent, Label, Return
 from . import settings
 from .audit import emit, record, transition
 from .claims import STOP, RunBudget, claim_locked, insert_ignore, release, wallclock
+from .newrows import add
 from .representation import current_label, return_payload
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def request_label(ret: Return, now: datetime) -> Label:
     label = Label(return_id=ret.id, carrier=str(cfg.get("CARRIER") or SELF),
                   service=str(cfg.get("CARRIER_SERVICE") or "standard"), status="pending",
                   attempts=0, next_attempt_at=now, created_at=now)
-    db.session.add(label)
+    add(label)
     ret.labels.append(label)
     return label
 

@@ -34,6 +34,7 @@ from ..extensions import db
 from ..models import Agent, MailMessage, Return
 from . import settings
 from .claims import STOP, RunBudget, claim_locked, select_ids, wallclock
+from .newrows import add
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def enqueue_mail(to: str, template: str, locale: str, context: dict[str, Any], n
                           created_at=now)
     if ret is not None:
         message.ret = ret
-    db.session.add(message)
+    add(message)
     return message
 
 
@@ -142,9 +143,10 @@ def return_context(ret: Return, now: datetime, payload: Optional[dict[str, Any]]
     }
 
 
-def notify_return_created(ret: Return, now: datetime) -> MailMessage:
+def notify_return_created(ret: Return, now: datetime, payload: Optional[dict[str, Any]] = None) -> MailMessage:
     """The customer's confirmation, with the link to the status page (queued, not sent)."""
-    return enqueue_mail(ret.customer_email, "return_created", ret.locale, return_context(ret, now), now, ret=ret)
+    return enqueue_mail(ret.customer_email, "return_created", ret.locale, return_context(ret, now, payload), now,
+                        ret=ret)
 
 
 # --- the send_mail job ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain import rma_number
 from ..domain import status as sm
@@ -16,10 +17,10 @@ from ..domain.policy import (ItemProblem, LineFacts, RequestedItem, check_items,
 from ..errors import ApiError, NotFound, validation_error
 from ..extensions import db
 from ..models import Order, OrderLine, Photo, Return, ReturnItem
-from . import notifications, policy
+from . import newrows, notifications, policy
 from .audit import emit, record, transition
 from .representation import return_amount_due, return_payload
-from .orders import find_order
+from .orders import read_order
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
 
@@ -41,7 +42,7 @@ def get_return(number: str, *, for_update: bool = False) -> Return:
 
 def order_for_customer(order_number: str, email: str) -> Order:
     """The order, if the email matches; the same 404 otherwise (no enumeration)."""
-    order = find_order(order_number)
+    order = read_order(order_number)
     if order is None or order.customer_email.strip().lower() != (email or "").strip().lower():
         raise NotFound(NOT_FOUND_ORDER)
     return order
@@ -50,11 +51,11 @@ def order_for_customer(order_number: str, email: str) -> Order:
 def _reserve(line: OrderLine, quantity: int) -> bool:
     """Take ``quantity`` units of a line for a return with one atomic conditional UPDATE:
     racing requests can never hold more units than were ordered."""
-    result = db.session.execute(
-        update(OrderLine)
-        .where(OrderLine.id == line.id, OrderLine.reserved_quantity + quantity <= OrderLine.quantity)
-        .values(reserved_quantity=OrderLine.reserved_quantity + quantity)
-        .execution_options(synchronize_session=False))
+    lines = OrderLine.__table__  # Core: no ORM bookkeeping for a counter
+    result = db.session.connection().execute(
+        update(lines)
+        .where(lines.c.id == line.id, lines.c.reserved_quantity + quantity <= lines.c.quantity)
+        .values(reserved_quantity=lines.c.reserved_quantity + quantity))
     return result.rowcount == 1
 
 
@@ -124,33 +125,39 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
                                if lines[it.line_id].id == line_id})
 
     q = quote(requested, resolution, pol)
+    # The new rows are built as model objects (payloads, mail and label code read them) but
+    # written by newrows.write, one INSERT per table, not by the unit of work.
     ret = Return(status="requested", order_id=order.id, resolution=resolution,
                  customer_email=order.customer_email, customer_name=order.customer_name,
                  locale=data.get("locale") or order.locale, currency=order.currency, created_at=now, updated_at=now,
                  shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee, amount_refunded=Decimal("0"),
                  rma_code=rma_number.generate(), labels=[], disputes=[])
-    ret.order = order
-    db.session.add(ret)
+    set_committed_value(ret, "order", order)  # readable, without putting ret in the session
     for it, spec in zip(requested, data["items"]):
         line = lines[it.line_id]
         item = ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
                           quantity=it.quantity, reason=it.reason, comment=it.comment,
-                          unit_price=line.unit_price)
+                          unit_price=line.unit_price, created_at=now)
         # Photos from the customers' page, already re-encoded (services/photos.py).
         item.photos.extend(Photo(content_type=ctype, data=blob, created_at=now)
                            for ctype, blob in spec.get("photos") or ())
         ret.items.append(item)
-    record(ret, "create", actor, now, to_status="requested",
-           data={"quote": {"items_value": str(q.items_value), "shipping_fee": str(q.shipping_fee),
-                           "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)},
-                 # the customers' form: the submission's key, so that a double click makes one return
-                 **({"submission": data["submission"]} if data.get("submission") else {})})
-    emit("return.created", return_payload(ret, now), now, ret=ret)
-    if not q.needs_approval:
-        # Before the first flush: the return is inserted once, already authorized.
-        transition(ret, "approve", "policy", now, data={"automatic": True})
-        _after_authorized(ret, now)
-    notifications.notify_return_created(ret, now)  # the customer's confirmation, via the outbox
+    with newrows.staging() as staged:
+        record(ret, "create", actor, now, to_status="requested",
+               data={"quote": {"items_value": str(q.items_value), "shipping_fee": str(q.shipping_fee),
+                               "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)},
+                     # the customers' form: the submission's key, so that a double click makes one return
+                     **({"submission": data["submission"]} if data.get("submission") else {})})
+        emit("return.created", return_payload(ret, now), now, ret=ret)
+        if not q.needs_approval:
+            # Before the insert: the return is written once, already authorized.
+            transition(ret, "approve", "policy", now, data={"automatic": True})
+            _after_authorized(ret, now)
+        # The new return's JSON, built once for the customer's confirmation mail and the API's
+        # answer (``ret.payload``, not a column).
+        ret.payload = return_payload(ret, now)
+        notifications.notify_return_created(ret, now, ret.payload)
+    newrows.write(ret, staged)
     db.session.commit()
     return ret
 

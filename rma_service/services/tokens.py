@@ -1,6 +1,7 @@
 """Unguessable, signed links to one return's status page."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 from flask import current_app
@@ -10,7 +11,13 @@ _SALT = "rma-status-page-v1"
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@lru_cache(maxsize=8)
+def _serializer_for(secret: str) -> URLSafeSerializer:
+    """One serializer per secret: it derives its signing key once, not per link."""
+    return URLSafeSerializer(secret, salt=_SALT)
 
 
 def status_token(rma_code: str) -> str:

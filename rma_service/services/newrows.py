@@ -1,0 +1,298 @@
+"""A new return's rows, written with one multi-row INSERT per table instead of the ORM's
+unit of work.
+
+Creating a return is the API's busiest write: the return, its items, the audit events, the
+shop's outbox events and their deliveries, the label request and the customer's mail, about
+ten rows in seven tables, all new. Through the unit of work, the bookkeeping for those rows
+(change tracking, dependency sorting, a RETURNING per row to learn ids nobody reads) cost
+more CPU than everything else in the request together.
+
+The services still build ordinary model objects, because the payloads, the mail and the
+label code read them; only *where they go* changes. Inside ``staging()`` the helpers that
+create rows (``audit.record``, ``audit.emit``, ``notifications.enqueue_mail``,
+``labels.request_label``) hand them to the stage rather than to the session (``add``), and
+``write(root)`` inserts the return's object graph plus everything staged, parents first,
+asking the database for ids only where a child row needs one. The objects stay transient
+(not in the session): read them, don't change them; reload the return to change it.
+Mapper events (``before_insert``) do not run here: set such values when building the objects.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Integer,
+    TypeDecorator,
+    bindparam,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    true,
+)
+from sqlalchemy.orm import RelationshipDirection
+
+from ..extensions import db
+
+_STAGE = "rma_new_rows"
+
+
+def add(obj: Any) -> None:
+    """A new row for the current transaction: staged while a return is being created
+    (``staging``), otherwise added to the session as usual."""
+    stage = db.session.info.get(_STAGE)
+    if stage is None:
+        db.session.add(obj)
+    else:
+        stage.append(obj)
+
+
+@contextmanager
+def staging() -> Iterator[list]:
+    """Collect the rows that ``add`` receives until the block ends (see ``write``)."""
+    stage: list = []
+    db.session.info[_STAGE] = stage
+    try:
+        yield stage
+    finally:
+        db.session.info.pop(_STAGE, None)
+
+
+class _Shape:
+    """How the objects of one model become rows: columns with their defaults, and the
+    many-to-one references that give foreign key values once the parent has an id."""
+
+    def __init__(self, model: type) -> None:
+        mapper = inspect(model)
+        self.table = mapper.local_table
+        self.pk = mapper.primary_key[0]
+        self.pk_attr = mapper.get_property_by_column(self.pk).key
+        # An integer primary key is the database's to give.
+        self.db_pk = isinstance(self.pk.type, Integer) and self.pk.autoincrement in ("auto", True)
+        self.columns = []  # (attribute, column key, column default)
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            if column is self.pk and self.db_pk:
+                continue
+            self.columns.append((prop.key, column.key, column.default))
+        self.column_key = {attr: key for attr, key, _default in self.columns}
+        self.column_key[self.pk_attr] = self.pk.key
+        self.parents = []  # (relationship, [(attribute of the FK, attribute of the parent's key)])
+        for rel in mapper.relationships:
+            if rel.direction is RelationshipDirection.MANYTOONE:
+                pairs = [(mapper.get_property_by_column(local).key,
+                          rel.mapper.get_property_by_column(remote).key)
+                         for local, remote in rel.local_remote_pairs]
+                self.parents.append((rel.key, pairs))
+        self.pairs = dict(self.parents)
+        # Types whose Python-side conversion must run before a value travels as JSON.
+        self.decorators = {column.key: column.type for column in self.table.columns
+                           if isinstance(column.type, TypeDecorator)}
+        self.children = [rel.key for rel in mapper.relationships
+                         if rel.direction is RelationshipDirection.ONETOMANY]
+        # Built once: a statement object reused is compiled once and hashed once.
+        self.insert = insert(self.table)
+        self.insert_returning = insert(self.table).returning(self.pk, sort_by_parameter_order=True)
+
+    def row(self, obj: Any) -> dict[str, Any]:
+        state = obj.__dict__
+        for rel, pairs in self.parents:
+            parent = state.get(rel)
+            if parent is not None:
+                for fk_attr, key_attr in pairs:
+                    setattr(obj, fk_attr, getattr(parent, key_attr))
+        values = {}
+        for attr, key, default in self.columns:
+            if attr in state:
+                values[key] = state[attr]
+            elif default is None:
+                values[key] = None
+            else:
+                value = default.arg(None) if default.is_callable else default.arg
+                setattr(obj, attr, value)  # as the unit of work would: the object shows it
+                values[key] = value
+        return values
+
+
+@cache
+def _shape(model: type) -> _Shape:
+    return _Shape(model)
+
+
+def _graph(root: Any, staged: list) -> list:
+    """The root, the objects reachable through its one-to-many collections (items,
+    their photos, labels), and the staged objects; each once."""
+    seen: dict[int, Any] = {}
+    todo = [root, *staged]
+    for obj in todo:  # grows while it is read: breadth first, in creation order
+        if id(obj) not in seen:
+            seen[id(obj)] = obj
+            for key in _shape(type(obj)).children:
+                todo.extend(obj.__dict__.get(key) or ())
+    return list(seen.values())
+
+
+def write(root: Any, staged: list) -> None:
+    """Insert ``root`` (a new Return), its collections and ``staged`` in the current
+    transaction, parents before children, rows of a table in creation order (audit trail,
+    outbox). ``root.id`` is set; the other objects' ids only where a child needed them."""
+    objects = _graph(root, staged)
+    groups: dict[Any, list] = defaultdict(list)  # table → objects, in creation order
+    for obj in objects:
+        groups[_shape(type(obj)).table].append(obj)
+    ordered = [(table, groups[table]) for table in db.metadata.sorted_tables if table in groups]
+    new = {id(obj) for obj in objects}
+    conn = db.session.connection()
+    if not (conn.dialect.name == "postgresql" and _joinable(root, objects, new)
+            and _write_one_statement(conn, root, ordered, new)):
+        _write_per_table(conn, objects, ordered, new)
+
+
+def _parents(obj: Any, new: set) -> Iterator[tuple[str, Any]]:
+    """The new parents of ``obj`` (``new``: ids of the objects being inserted)."""
+    for rel, _pairs in _shape(type(obj)).parents:
+        parent = obj.__dict__.get(rel)
+        if parent is not None and id(parent) in new:
+            yield rel, parent
+
+
+def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
+    """One executemany per table; RETURNING only for the parents of other new rows."""
+    needed = {id(parent) for obj in objects for _rel, parent in _parents(obj, new)}
+    for table, group in ordered:
+        shape = _shape(type(group[0]))
+        rows = [shape.row(obj) for obj in group]
+        if shape.db_pk and any(id(obj) in needed for obj in group):
+            ids = conn.execute(shape.insert_returning, rows).scalars().all()
+            for obj, new_id in zip(group, ids):
+                setattr(obj, shape.pk_attr, new_id)
+        else:
+            conn.execute(shape.insert, rows)
+
+
+# PostgreSQL: everything in one statement, one round trip, one parameter per table —
+#   WITH returns_new AS (INSERT INTO returns (…) SELECT … FROM json_to_recordset(:t0) AS v0(n, …)
+#                        ORDER BY n RETURNING id),
+#        events_new AS (INSERT INTO events (…, return_id) SELECT v1.…, returns_new.id
+#                       FROM json_to_recordset(:t1) AS v1(n, …) JOIN returns_new ON true ORDER BY n), …
+#   SELECT id FROM returns_new
+# Each table's rows travel as one JSON array: the statement stays short and has a few
+# parameters whatever the number of rows, so the driver keeps its parsed form, and its SQL
+# depends only on which tables take part. The data-modifying CTEs run in no set order, so
+# each table's rows are one INSERT whose SELECT is ordered: ids follow creation order within
+# a table, which is what readers rely on (audit trail, webhook order). A child finds its
+# parent either as the root (one row: a cross join) or by a natural key set in Python before
+# the insert (the outbox event's uuid, for webhook deliveries).
+_NATURAL_KEYS = {"outbox_events": "event_id"}
+_statements: dict[tuple, Any] = {}
+
+
+def _joinable(root: Any, objects: list, new: set) -> bool:
+    return all(parent is root or _shape(type(parent)).table.name in _NATURAL_KEYS
+               for obj in objects for _rel, parent in _parents(obj, new))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise _NotJson
+    return value
+
+
+class _NotJson(Exception):
+    """A value JSON cannot carry (bytes): the rows go through the per-table path."""
+
+
+def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
+    """False (nothing written) when the rows do not fit one statement."""
+    position = {id(obj): t for t, (_table, group) in enumerate(ordered) for obj in group}
+    dialect = conn.dialect
+    params: dict[str, Any] = {}
+    layout = []  # the statement's shape: tables, and how their rows find their parents
+    try:
+        for t, (table, group) in enumerate(ordered):
+            shape = _shape(type(group[0]))
+            links, rows = set(), []
+            for i, obj in enumerate(group):
+                parents = list(_parents(obj, new))
+                links.add(tuple(sorted((rel, position[id(parent)], parent is root) for rel, parent in parents)))
+                row = {"n": i}
+                for key, value in shape.row(obj).items():
+                    decorator = shape.decorators.get(key)
+                    if decorator is not None:
+                        value = decorator.process_bind_param(value, dialect)
+                    row[key] = _json_value(value)
+                for rel, parent in parents:
+                    if parent is not root:
+                        row[f"parent_{rel}"] = getattr(parent, _NATURAL_KEYS[_shape(type(parent)).table.name])
+                rows.append(row)
+            if len(links) > 1:
+                return False  # rows of one table with different parents: not one INSERT … SELECT
+            params[f"t{t}"] = rows
+            layout.append((table.name, links.pop()))
+    except _NotJson:
+        return False
+    key = tuple(layout)
+    stmt = _statements.get(key)
+    if stmt is None:
+        stmt = _statements.setdefault(key, _build_statement(ordered, layout))
+    root.id = conn.execute(stmt, params).scalar_one()
+    for _table, group in ordered:
+        for obj in group:
+            for rel, parent in _parents(obj, new):
+                if parent is root:
+                    for fk_attr, key_attr in _shape(type(obj)).pairs[rel]:
+                        setattr(obj, fk_attr, getattr(root, key_attr))
+    return True
+
+
+def _build_statement(ordered: list, layout: list):
+    """The WITH … statement for one layout (built once per layout, then reused: its SQL is
+    compiled once)."""
+    parents_of_others = {pt for _name, links in layout for _rel, pt, _is_root in links}
+    ctes = []
+    for t, ((table, group), (_name, links)) in enumerate(zip(ordered, layout)):
+        shape = _shape(type(group[0]))
+        from_parent = {}  # column key → expression of a parent's CTE
+        cross, natural = [], []  # parents joined on true (the root) or on their natural key
+        for rel, pt, is_root in links:
+            parent_cte = ctes[pt]
+            parent_shape = _shape(type(ordered[pt][1][0]))
+            for fk_attr, key_attr in shape.pairs[rel]:
+                from_parent[shape.column_key[fk_attr]] = parent_cte.c[parent_shape.column_key[key_attr]]
+            if is_root:
+                cross.append(parent_cte)
+            else:
+                natural.append((rel, _NATURAL_KEYS[ordered[pt][0].name], parent_cte))
+        bound = [key for _attr, key, _default in shape.columns if key not in from_parent]
+        v = (func.json_to_recordset(bindparam(f"t{t}", type_=JSON()))
+             .table_valued(column("n", Integer), *[column(key, table.c[key].type) for key in bound],
+                           *[column(f"parent_{rel}", cte.c[nk].type) for rel, nk, cte in natural])
+             .render_derived(name=f"v{t}", with_types=True))
+        select_from = v
+        for parent_cte in cross:
+            select_from = select_from.join(parent_cte, true())
+        for rel, nk, parent_cte in natural:
+            select_from = select_from.join(parent_cte, parent_cte.c[nk] == v.c[f"parent_{rel}"])
+        query = (select(*[v.c[key] for key in bound], *from_parent.values())
+                 .select_from(select_from).order_by(v.c.n))
+        stmt = insert(table).from_select(bound + list(from_parent), query)
+        if t in parents_of_others or t == 0:
+            returned = [table.c[shape.pk.key]]
+            nk = _NATURAL_KEYS.get(table.name)
+            if nk:
+                returned.append(table.c[nk])
+            stmt = stmt.returning(*returned)
+        ctes.append(stmt.cte(f"{table.name}_new"))
+    return select(ctes[0].c[_shape(type(ordered[0][1][0])).pk.key]).add_cte(*ctes)
