@@ -127,6 +127,12 @@ def _shape(model: type) -> _Shape:
     return _Shape(model)
 
 
+@cache
+def _rank() -> dict[Any, int]:
+    """Tables in foreign key order, parents first (computed once: sorting is not free)."""
+    return {table: rank for rank, table in enumerate(db.metadata.sorted_tables)}
+
+
 def _graph(root: Any, staged: list) -> list:
     """The root, the objects reachable through its one-to-many collections (items,
     their photos, labels), and the staged objects; each once."""
@@ -148,7 +154,7 @@ def write(root: Any, staged: list) -> None:
     groups: dict[Any, list] = defaultdict(list)  # table → objects, in creation order
     for obj in objects:
         groups[_shape(type(obj)).table].append(obj)
-    ordered = [(table, groups[table]) for table in db.metadata.sorted_tables if table in groups]
+    ordered = sorted(groups.items(), key=lambda item: _rank()[item[0]])
     new = {id(obj) for obj in objects}
     conn = db.session.connection()
     if not (conn.dialect.name == "postgresql" and _joinable(root, objects, new)
