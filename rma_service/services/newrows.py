@@ -1,5 +1,5 @@
-"""A new return's rows, written with one multi-row INSERT per table instead of the ORM's
-unit of work.
+"""A new return's rows, written without the ORM's unit of work: one statement on
+PostgreSQL, one multi-row INSERT per table elsewhere.
 
 Creating a return is the API's busiest write: the return, its items, the audit events, the
 shop's outbox events and their deliveries, the label request and the customer's mail, about
@@ -157,7 +157,8 @@ def write(root: Any, staged: list) -> None:
     ordered = sorted(groups.items(), key=lambda item: _rank()[item[0]])
     new = {id(obj) for obj in objects}
     conn = db.session.connection()
-    if not (conn.dialect.name == "postgresql" and _joinable(root, objects, new)
+    root_first = len(ordered[0][1]) == 1 and ordered[0][1][0] is root
+    if not (conn.dialect.name == "postgresql" and root_first and _joinable(root, objects, new)
             and _write_one_statement(conn, root, ordered, new)):
         _write_per_table(conn, objects, ordered, new)
 
@@ -198,7 +199,7 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
 # parent either as the root (one row: a cross join) or by a natural key set in Python before
 # the insert (the outbox event's uuid, for webhook deliveries).
 _NATURAL_KEYS = {"outbox_events": "event_id"}
-_statements: dict[tuple, Any] = {}
+_statements: dict[tuple, Any] = {}  # layout → statement; a handful (which tables, which parents)
 
 
 def _joinable(root: Any, objects: list, new: set) -> bool:

@@ -126,7 +126,8 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
 
     q = quote(requested, resolution, pol)
     # The new rows are built as model objects (payloads, mail and label code read them) but
-    # written by newrows.write, one INSERT per table, not by the unit of work.
+    # written by newrows.write (one statement on PostgreSQL), not by the unit of work; the
+    # Return handed back is not in the session.
     ret = Return(status="requested", order_id=order.id, resolution=resolution,
                  customer_email=order.customer_email, customer_name=order.customer_name,
                  locale=data.get("locale") or order.locale, currency=order.currency, created_at=now, updated_at=now,
