@@ -119,7 +119,53 @@ def respond(status: int, code: str, detail: str, errors: Optional[dict] = None,
     return resp
 
 
+def _nul_at(value: Any, path: str = "") -> Optional[str]:
+    """Where a NUL character hides in decoded JSON (``items.0.comment``), if anywhere."""
+    if isinstance(value, str):
+        return (path or "_schema") if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key}" if path else key
+        found = _nul_at(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def _reject_nul_characters() -> Optional[Response]:
+    """A NUL character can't be stored (PostgreSQL text refuses it) and has no business in an
+    order number, a name or a comment: refuse it up front, in the path, the query string, a
+    form or a JSON body, instead of failing deep in the database with a 500."""
+    where = None
+    if "\x00" in request.path:
+        where = "path"
+    else:
+        for source, values in (("query", request.args), ("form", request.form)):
+            for key, value in values.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    where = key.replace("\x00", "") or source
+                    break
+            if where:
+                break
+        if where is None and request.is_json:
+            where = _nul_at(request.get_json(silent=True))
+    if where is None:
+        return None
+    errors = {where: ["NUL characters (U+0000) are not allowed."]}
+    if _wants_problem():
+        return problem(422, "validation_error", "The request has invalid fields.", errors)
+    return _page(400, "invalid_character", "The form contains a character that is not allowed.")
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.before_request(_reject_nul_characters)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return respond(exc.status, exc.code, exc.detail, exc.errors, exc.headers, **exc.extra)

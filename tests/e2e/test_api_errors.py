@@ -200,3 +200,20 @@ def test_idempotency_key_too_long(app, api, order):
     resp = api.post("/returns", json=return_body(), headers={"Idempotency-Key": "k" * 256})
     assert_problem(resp, 422, "validation_error")
     assert snapshot(app) == before and count(app, IdempotencyKey) == 0
+
+
+@pytest.mark.parametrize("send, field", [
+    (lambda api: api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 1, "reason": "other", "comment": "torn\x00"}])), "items.0.comment"),
+    (lambda api: api.put("/orders/2001", json=order_body(customer={
+        "email": "zoe@example.com", "name": "Zoé\x00", "locale": "fr"})), "customer.name"),
+    (lambda api: api.get("/returns?email=ada%00@example.com"), "email"),
+    (lambda api: api.get("/orders/10%0001"), "path"),
+])
+def test_nul_characters_are_a_validation_error(app, api, order, send, field):
+    """PostgreSQL text cannot hold U+0000: refused up front as 422, never a 500 from the
+    database, and nothing written (on SQLite too)."""
+    before = snapshot(app)
+    body = assert_problem(send(api), 422, "validation_error")
+    assert body["errors"] == {field: ["NUL characters (U+0000) are not allowed."]}
+    assert snapshot(app) == before

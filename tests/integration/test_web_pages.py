@@ -576,3 +576,11 @@ def test_lookups_are_limited_per_order_across_clients(limited_app):
     assert statuses == [422, 422, 422, 429]
     other_order = limited_app.test_client()
     assert lookup(other_order, "1002", "x@example.com", environ_base={"REMOTE_ADDR": "10.0.2.1"}).status_code == 422
+
+
+def test_a_nul_character_in_a_form_gives_a_friendly_page(client, order):
+    resp = lookup(client, "1001\x00", "ada@example.com")
+    assert resp.status_code == 400 and resp.mimetype == "text/html"
+    assert "This form contains a character we cannot accept" in text_of(_body(resp))
+    with client.session_transaction() as session:
+        assert "lookup" not in session
