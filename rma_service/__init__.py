@@ -6,11 +6,21 @@ from typing import Any, Optional
 
 from flask import Flask, jsonify, request, send_from_directory
 from sqlalchemy import event, text
+from werkzeug.routing import IntegerConverter
 
 from .config import ROOT, flask_config, load_config
 from flask_smorest import Api
 
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` in a route is a row id: a number beyond the database's integer column (which
+    could only overflow it: a 500) is no route at all, so the answer is 404."""
+
+    def __init__(self, url_map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL integer
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
@@ -20,6 +30,7 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     app.config.update(flask_config(cfg))
     app.config["RMA"] = cfg
     app.json.sort_keys = False  # keep the contract's field order in responses
+    app.url_map.converters["int"] = RowIdConverter  # before any route is added
     logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     if cfg["DATABASE_URL"].startswith("sqlite:///"):

@@ -217,3 +217,12 @@ def test_nul_characters_are_a_validation_error(app, api, order, send, field):
     body = assert_problem(send(api), 422, "validation_error")
     assert body["errors"] == {field: ["NUL characters (U+0000) are not allowed."]}
     assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("path", ["/disputes/99999999999999999999", "/disputes/2147483648/messages"])
+def test_an_id_beyond_the_integer_range_is_404_not_an_overflow(app, api, path):
+    """Found by tests/e2e/test_api_fuzz.py: a huge id used to overflow the database (500)."""
+    before = snapshot(app)
+    resp = api.get(path) if path.count("/") == 2 else api.post(path, json={"body": "hello"})
+    assert_problem(resp, 404, "not_found")
+    assert snapshot(app) == before
