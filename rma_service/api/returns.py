@@ -22,19 +22,16 @@ from .schemas import (CloseIn, EventList, ReceiveIn, RefundIn, RejectIn, ReturnI
 def _out(ret: Return, status: int = 200, headers: dict | None = None) -> Response:
     """The Return as JSON. The payload already has the contract's shape (it is also the
     webhooks' data), so it is written directly rather than dumped again through ReturnOut,
-    which stays the documented schema."""
-    body = current_app.json.dumps(return_payload(ret, clock.now()))
+    which stays the documented schema. A new return carries its payload already
+    (``ret.payload``, set by services.returns.create_return)."""
+    payload = getattr(ret, "payload", None) or return_payload(ret, clock.now())
+    body = current_app.json.dumps(payload)
     return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 
 def _created(ret: Return) -> Response:
     number = format_number(ret.rma_code)
-    headers = {"Location": url_for("api.get_return", rma_number=number)}
-    payload = getattr(ret, "payload", None)  # a new return carries its JSON (services.returns)
-    if payload is None:
-        return _out(ret, 201, headers)
-    return current_app.response_class(current_app.json.dumps(payload), status=201, headers=headers,
-                                      mimetype="application/json")
+    return _out(ret, 201, {"Location": url_for("api.get_return", rma_number=number)})
 
 
 @blp.route("/returns", methods=["POST"])
