@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, Optional
 
-from sqlalchemy import event as sa_event, select
+from sqlalchemy import Connection, bindparam, event as sa_event, exists, func, insert, literal, or_, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from ..domain import status as sm
-from ..extensions import db
 from ..models import Event, OutboxEvent, Return, WebhookDelivery, WebhookEndpoint
 from .newrows import add
 
@@ -33,40 +34,56 @@ def record(ret: Optional[Return], type_: str, actor: str, now: datetime, *, data
     return event
 
 
-def _live_endpoints() -> list:
-    """The webhook endpoints (id, events), read once per session transaction (several events
-    are often emitted by one change)."""
-    cache = db.session.info.get("rma_endpoints")
-    if cache is None:
-        table = WebhookEndpoint.__table__
-        # A plain Core read: nothing here is flushed first (the pending rows go in the
-        # commit's one flush) and no objects are built.
-        cache = db.session.connection().execute(
-            select(table.c.id, table.c.events).where(table.c.deleted_at.is_(None))).all()
-        db.session.info["rma_endpoints"] = cache
-    return cache
+def deliveries_insert(events: Any, dialect: str) -> Insert:
+    """``INSERT … SELECT``: one pending delivery for each event of ``events`` (a selectable
+    with ``id``, ``type`` and ``created_at``, in creation order) and each live endpoint
+    subscribed to its type or to ``*``. The database matches the subscriptions in the same
+    statement: no endpoint list is read into Python, whatever the number of events."""
+    e, d = WebhookEndpoint.__table__, WebhookDelivery.__table__
+    elements = func.json_each if dialect == "sqlite" else func.json_array_elements_text
+    subscribed = elements(e.c.events).table_valued("value").alias("subscribed")
+    query = (select(events.c.id, e.c.id, literal("pending"), literal(0), events.c.created_at,
+                    events.c.created_at)
+             .select_from(events).join(e, true())
+             .where(e.c.deleted_at.is_(None),
+                    exists(select(literal(1)).select_from(subscribed)
+                           .where(or_(subscribed.c.value == events.c.type, subscribed.c.value == "*"))))
+             .order_by(events.c.id, e.c.created_at, e.c.id))
+    return insert(d).from_select([d.c.outbox_event_id, d.c.endpoint_id, d.c.status, d.c.attempts,
+                                  d.c.next_attempt_at, d.c.created_at], query)
 
 
-@sa_event.listens_for(Session, "after_commit")
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_endpoints(session: Session) -> None:
-    session.info.pop("rma_endpoints", None)
+@cache
+def _deliveries_for_ids(dialect: str) -> Insert:
+    o = OutboxEvent.__table__
+    events = (select(o.c.id, o.c.type, o.c.created_at)
+              .where(o.c.id.in_(bindparam("ids", expanding=True))).subquery("events"))
+    return deliveries_insert(events, dialect)
+
+
+def fan_out(conn: Connection, event_ids: list[int]) -> None:
+    """The deliveries of outbox events just inserted (by id), in the same transaction."""
+    if event_ids:
+        conn.execute(_deliveries_for_ids(conn.dialect.name), {"ids": event_ids})
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _fan_out_flushed_events(session: Session, _context: Any) -> None:
+    """Events written by the unit of work get their deliveries as soon as they have ids."""
+    ids = [obj.id for obj in session.new if isinstance(obj, OutboxEvent)]
+    if ids:
+        fan_out(session.connection(), ids)
 
 
 def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[int] = None,
          ret: Optional[Return] = None) -> OutboxEvent:
-    """Write an event for the shop in the current transaction, with one delivery row per
-    subscribed endpoint. The scheduler sends them after the commit. Pass ``ret`` (rather
-    than ``return_id``) for a return that may not be flushed yet."""
+    """Write an event for the shop in the current transaction; once written, it gets one
+    delivery row per subscribed endpoint (``fan_out``). The scheduler sends them after the
+    commit. Pass ``ret`` (rather than ``return_id``) for a return that may not be flushed yet."""
     event = OutboxEvent(type=type_, return_id=return_id, payload=data, created_at=now)
     if ret is not None:
         event.ret = ret
     add(event)
-    for endpoint in _live_endpoints():
-        if type_ in endpoint.events or "*" in endpoint.events:
-            delivery = WebhookDelivery(endpoint_id=endpoint.id, next_attempt_at=now, created_at=now)
-            delivery.event = event
-            add(delivery)
     return event
 
 

@@ -172,15 +172,19 @@ def _parents(obj: Any, new: set) -> Iterator[tuple[str, Any]]:
 
 
 def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
-    """One executemany per table; RETURNING only for the parents of other new rows."""
+    """One executemany per table; RETURNING only for the parents of other new rows and for
+    outbox events (their deliveries are inserted from their ids)."""
+    from .audit import fan_out
     needed = {id(parent) for obj in objects for _rel, parent in _parents(obj, new)}
     for table, group in ordered:
         shape = _shape(type(group[0]))
         rows = [shape.row(obj) for obj in group]
-        if shape.db_pk and any(id(obj) in needed for obj in group):
+        if shape.db_pk and (table.name == _OUTBOX or any(id(obj) in needed for obj in group)):
             ids = conn.execute(shape.insert_returning, rows).scalars().all()
             for obj, new_id in zip(group, ids):
                 setattr(obj, shape.pk_attr, new_id)
+            if table.name == _OUTBOX:
+                fan_out(conn, ids)
         else:
             conn.execute(shape.insert, rows)
 
@@ -190,21 +194,25 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
 #                        ORDER BY n RETURNING id),
 #        events_new AS (INSERT INTO events (…, return_id) SELECT v1.…, returns_new.id
 #                       FROM json_to_recordset(:t1) AS v1(n, …) JOIN returns_new ON true ORDER BY n), …
+#        webhook_deliveries_new AS (INSERT INTO webhook_deliveries … SELECT … FROM outbox_events_new …)
 #   SELECT id FROM returns_new
 # Each table's rows travel as one JSON array: the statement stays short and has a few
 # parameters whatever the number of rows, so the driver keeps its parsed form, and its SQL
 # depends only on which tables take part. The data-modifying CTEs run in no set order, so
 # each table's rows are one INSERT whose SELECT is ordered: ids follow creation order within
-# a table, which is what readers rely on (audit trail, webhook order). A child finds its
-# parent either as the root (one row: a cross join) or by a natural key set in Python before
-# the insert (the outbox event's uuid, for webhook deliveries).
-_NATURAL_KEYS = {"outbox_events": "event_id"}
+# a table, which is what readers rely on (audit trail, webhook order). A child's parent is
+# the root (one row: a cross join); the outbox events' deliveries are selected from the
+# events' CTE and the subscribed endpoints (audit.deliveries_insert).
+_OUTBOX = "outbox_events"
 _statements: dict[tuple, Any] = {}  # layout → statement; a handful (which tables, which parents)
 
 
 def _joinable(root: Any, objects: list, new: set) -> bool:
-    return all(parent is root or _shape(type(parent)).table.name in _NATURAL_KEYS
-               for obj in objects for _rel, parent in _parents(obj, new))
+    return all(parent is root for obj in objects for _rel, parent in _parents(obj, new))
+
+
+class _NotJson(Exception):
+    """A value JSON cannot carry (bytes): the rows go through the per-table path."""
 
 
 def _json_value(value: Any) -> Any:
@@ -217,8 +225,8 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class _NotJson(Exception):
-    """A value JSON cannot carry (bytes): the rows go through the per-table path."""
+# About a hundred values per new return: most travel as they are, decided by one set lookup.
+_AS_IS = frozenset({str, int, bool, float, type(None), dict, list})
 
 
 def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
@@ -232,17 +240,13 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
             shape = _shape(type(group[0]))
             links, rows = set(), []
             for i, obj in enumerate(group):
-                parents = list(_parents(obj, new))
-                links.add(tuple(sorted((rel, position[id(parent)], parent is root) for rel, parent in parents)))
+                links.add(tuple(sorted((rel, position[id(parent)]) for rel, parent in _parents(obj, new))))
                 row = {"n": i}
                 for key, value in shape.row(obj).items():
                     decorator = shape.decorators.get(key)
                     if decorator is not None:
                         value = decorator.process_bind_param(value, dialect)
-                    row[key] = _json_value(value)
-                for rel, parent in parents:
-                    if parent is not root:
-                        row[f"parent_{rel}"] = getattr(parent, _NATURAL_KEYS[_shape(type(parent)).table.name])
+                    row[key] = value if type(value) in _AS_IS else _json_value(value)
                 rows.append(row)
             if len(links) > 1:
                 return False  # rows of one table with different parents: not one INSERT … SELECT
@@ -253,7 +257,7 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
     key = tuple(layout)
     stmt = _statements.get(key)
     if stmt is None:
-        stmt = _statements.setdefault(key, _build_statement(ordered, layout))
+        stmt = _statements.setdefault(key, _build_statement(ordered, layout, dialect.name))
     root.id = conn.execute(stmt, params).scalar_one()
     for _table, group in ordered:
         for obj in group:
@@ -264,42 +268,34 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
     return True
 
 
-def _build_statement(ordered: list, layout: list):
+def _build_statement(ordered: list, layout: list, dialect: str):
     """The WITH … statement for one layout (built once per layout, then reused: its SQL is
     compiled once)."""
-    parents_of_others = {pt for _name, links in layout for _rel, pt, _is_root in links}
-    ctes = []
+    from .audit import deliveries_insert
+    parents_of_others = {pt for _name, links in layout for _rel, pt in links}
+    ctes, deliveries = [], []  # a CTE per table (by position); the outbox's deliveries
     for t, ((table, group), (_name, links)) in enumerate(zip(ordered, layout)):
         shape = _shape(type(group[0]))
-        from_parent = {}  # column key → expression of a parent's CTE
-        cross, natural = [], []  # parents joined on true (the root) or on their natural key
-        for rel, pt, is_root in links:
-            parent_cte = ctes[pt]
+        from_parent = {}  # column key → expression of the root's CTE
+        for rel, pt in links:
             parent_shape = _shape(type(ordered[pt][1][0]))
             for fk_attr, key_attr in shape.pairs[rel]:
-                from_parent[shape.column_key[fk_attr]] = parent_cte.c[parent_shape.column_key[key_attr]]
-            if is_root:
-                cross.append(parent_cte)
-            else:
-                natural.append((rel, _NATURAL_KEYS[ordered[pt][0].name], parent_cte))
+                from_parent[shape.column_key[fk_attr]] = ctes[pt].c[parent_shape.column_key[key_attr]]
         bound = [key for _attr, key, _default in shape.columns if key not in from_parent]
         v = (func.json_to_recordset(bindparam(f"t{t}", type_=JSON()))
-             .table_valued(column("n", Integer), *[column(key, table.c[key].type) for key in bound],
-                           *[column(f"parent_{rel}", cte.c[nk].type) for rel, nk, cte in natural])
+             .table_valued(column("n", Integer), *[column(key, table.c[key].type) for key in bound])
              .render_derived(name=f"v{t}", with_types=True))
         select_from = v
-        for parent_cte in cross:
-            select_from = select_from.join(parent_cte, true())
-        for rel, nk, parent_cte in natural:
-            select_from = select_from.join(parent_cte, parent_cte.c[nk] == v.c[f"parent_{rel}"])
+        for pt in sorted({pt for _rel, pt in links}):
+            select_from = select_from.join(ctes[pt], true())
         query = (select(*[v.c[key] for key in bound], *from_parent.values())
                  .select_from(select_from).order_by(v.c.n))
         stmt = insert(table).from_select(bound + list(from_parent), query)
-        if t in parents_of_others or t == 0:
-            returned = [table.c[shape.pk.key]]
-            nk = _NATURAL_KEYS.get(table.name)
-            if nk:
-                returned.append(table.c[nk])
-            stmt = stmt.returning(*returned)
+        if table.name == _OUTBOX:
+            stmt = stmt.returning(table.c.id, table.c.type, table.c.created_at)
+        elif t in parents_of_others or t == 0:
+            stmt = stmt.returning(table.c[shape.pk.key])
         ctes.append(stmt.cte(f"{table.name}_new"))
-    return select(ctes[0].c[_shape(type(ordered[0][1][0])).pk.key]).add_cte(*ctes)
+        if table.name == _OUTBOX:
+            deliveries.append(deliveries_insert(ctes[-1], dialect).cte("webhook_deliveries_new"))
+    return select(ctes[0].c[_shape(type(ordered[0][1][0])).pk.key]).add_cte(*ctes, *deliveries)

@@ -72,9 +72,12 @@ def test_every_row_of_a_new_return_linked_and_in_order(app, api, order, statemen
         deliveries = db.session.execute(select(WebhookDelivery.endpoint_id, OutboxEvent.type)
                                         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_event_id)
                                         .order_by(WebhookDelivery.id)).all()
-        # Each delivery points at its own event; ids follow creation order.
-        assert [tuple(d) for d in deliveries] == [(everything, "return.created"), (everything, "return.authorized"),
-                                                  (authorized_only, "return.authorized")]
+        # Each subscribed endpoint gets each event it asked for, once; delivery ids follow the
+        # events' order (the endpoints of one event in their own order).
+        assert [d.type for d in deliveries] == ["return.created", "return.authorized", "return.authorized"]
+        assert sorted(map(tuple, deliveries)) == sorted([(everything, "return.created"),
+                                                         (everything, "return.authorized"),
+                                                         (authorized_only, "return.authorized")])
 
         label = db.session.scalar(select(Label).where(Label.return_id == ret.id))
         assert (label.status, label.attempts, label.next_attempt_at) == ("pending", 0, NOW)
