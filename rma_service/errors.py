@@ -146,14 +146,19 @@ def _reject_nul_characters() -> Optional[Response]:
     if "\x00" in request.path:
         where = "path"
     else:
-        for source, values in (("query", request.args), ("form", request.form)):
+        sources = [("query", request.args)]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            sources.append(("form", request.form))  # (no form parsing for other bodies)
+        for source, values in sources:
             for key, value in values.items(multi=True):
                 if "\x00" in key or "\x00" in value:
                     where = key.replace("\x00", "") or source
                     break
             if where:
                 break
-        if where is None and request.is_json:
+        # A JSON body can only carry a NUL as the escape "\u0000" (a raw control character is
+        # not JSON): the decoded body is walked only when the raw bytes have one.
+        if where is None and request.is_json and b"\\u0000" in request.get_data(cache=True):
             where = _nul_at(request.get_json(silent=True))
     if where is None:
         return None
@@ -199,6 +204,8 @@ def register_error_handlers(app: Flask) -> None:
                 for part in messages.values():
                     if isinstance(part, dict):
                         merged.update(part)
+                    elif isinstance(part, (list, tuple)):  # about the whole body ("Invalid JSON body.")
+                        merged.setdefault("_schema", []).extend(part)
                 messages = merged
             errors = flatten_messages(messages)
             code, status = "validation_error", 422

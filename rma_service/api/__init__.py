@@ -3,15 +3,36 @@ from __future__ import annotations
 
 import hashlib
 
+import marshmallow as ma
 from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
 
 from .. import clock
 from ..errors import ApiError
 from ..extensions import limiter
 from ..services import apikeys, idempotency
 
-blp = Blueprint("api", __name__, url_prefix="/api/v1", description="The shop backend's API.")
+class _Parser(FlaskParser):
+    """webargs makes a new instance of a schema class on every request (and marshmallow
+    deep-copies its fields each time); an instance per class, made once, loads the same."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type, ma.Schema] = {}
+
+    def _get_schema(self, argmap, req) -> ma.Schema:
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._schemas.get(argmap)
+            return schema if schema is not None else self._schemas.setdefault(argmap, argmap())
+        return super()._get_schema(argmap, req)
+
+
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _Parser()
+
+
+blp = _Blueprint("api", __name__, url_prefix="/api/v1", description="The shop backend's API.")
 
 # Routes that authenticate on their own (a carrier's signature instead of a shop key).
 PUBLIC_ENDPOINTS: set[str] = {"api.carrier_events"}  # api/carriers.py: RMA-Signature of the carrier

@@ -21,7 +21,14 @@ def _serializer_for(secret: str) -> URLSafeSerializer:
 
 
 def status_token(rma_code: str) -> str:
-    return _serializer().dumps({"r": rma_code})
+    return _status_token(current_app.config["SECRET_KEY"], rma_code)
+
+
+@lru_cache(maxsize=1024)
+def _status_token(secret: str, rma_code: str) -> str:
+    """A return's link is the same every time (the payloads, the mail and the answer of one
+    request each show it): signed once."""
+    return _serializer_for(secret).dumps({"r": rma_code})
 
 
 def read_status_token(token: str) -> Optional[str]:

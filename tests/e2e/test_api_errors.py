@@ -2,6 +2,8 @@
 and nothing written."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rma_service.models import Event, IdempotencyKey, Order, OutboxEvent, Return
@@ -58,7 +60,8 @@ def test_return_validation_cases(app, api, order, payload, field):
 def test_invalid_json_body(app, api, order):
     before = snapshot(app)
     resp = api.post("/returns", data="{not json", headers={"Content-Type": "application/json"})
-    assert_problem(resp, 422, "validation_error")
+    body = assert_problem(resp, 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Invalid JSON body."]}  # says what is wrong
     assert snapshot(app) == before
 
 
@@ -217,6 +220,25 @@ def test_nul_characters_are_a_validation_error(app, api, order, send, field):
     body = assert_problem(send(api), 422, "validation_error")
     assert body["errors"] == {field: ["NUL characters (U+0000) are not allowed."]}
     assert snapshot(app) == before
+
+
+def test_a_raw_nul_byte_in_a_json_body_is_invalid_json(app, api, order):
+    """JSON carries a NUL only as the escape \\u0000 (what the hook looks for in the raw body);
+    a raw NUL byte is not JSON at all: a clear 4xx, nothing written."""
+    raw = json.dumps(return_body()).replace('"too_small"', '"too_\x00small"').encode()
+    before = snapshot(app)
+    resp = api.post("/returns", data=raw, headers={"Content-Type": "application/json"})
+    body = assert_problem(resp, 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Invalid JSON body."]}
+    assert snapshot(app) == before
+
+
+def test_an_escaped_backslash_before_u0000_is_just_text(app, api, order):
+    """``"\\\\u0000"`` in JSON is a backslash followed by "u0000", not a NUL: accepted."""
+    body = return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "code \\u0000"}])
+    resp = api.post("/returns", json=body)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["items"][0]["comment"] == "code \\u0000"
 
 
 @pytest.mark.parametrize("path", ["/disputes/99999999999999999999", "/disputes/2147483648/messages"])
