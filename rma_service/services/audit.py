@@ -1,6 +1,7 @@
 """Status changes, the audit trail and the outbox: the three always move together."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any, Optional
@@ -87,9 +88,13 @@ def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[in
     return event
 
 
-def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Optional[dict] = None) -> str:
+def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Optional[dict] = None,
+               effects: Optional[Callable[[], Any]] = None) -> Optional[OutboxEvent]:
     """Apply ``action`` through the state machine; InvalidTransition (→ 409) otherwise.
-    Writes the audit event and the shop's webhook event in the same transaction."""
+    Writes the audit event and the shop's webhook event in the same transaction.
+    ``effects`` run once the status has changed and before the shop's event is built, so the
+    event shows them (the label requested on authorization, voided on cancellation).
+    Returns the shop's event, if the new status has one (its payload is the return as it now is)."""
     from .representation import return_payload  # late: representation imports services
 
     before = ret.status
@@ -103,6 +108,8 @@ def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Opt
     if after in sm.RELEASES_UNITS:
         from .returns import release_units
         release_units(ret)
+    if effects is not None:
+        effects()
     if after in STATUS_EVENTS:
-        emit(STATUS_EVENTS[after], return_payload(ret, now), now, ret=ret)
-    return after
+        return emit(STATUS_EVENTS[after], return_payload(ret, now), now, ret=ret)
+    return None

@@ -352,8 +352,8 @@ def label_send(due: Due, now: datetime) -> list[Mail]:
     if due.kind == "label_expired":
         from . import labels
         days = due.facts["expire_days"]
-        transition(ret, "expire", ACTOR, now, data={"reason": "label_unused", "days": days})
-        labels.void_current(ret, now, ACTOR)
+        transition(ret, "expire", ACTOR, now, data={"reason": "label_unused", "days": days},
+                   effects=lambda: labels.void_current(ret, now, ACTOR))
         db.session.flush()
         return [(ret.customer_email, "return_expired", ret.locale, {**return_context(ret, now), "days": days},
                  ret.id)]

@@ -149,14 +149,15 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
                                "restocking_fee": str(q.restocking_fee), "amount_due": str(q.amount_due)},
                      # the customers' form: the submission's key, so that a double click makes one return
                      **({"submission": data["submission"]} if data.get("submission") else {})})
-        emit("return.created", return_payload(ret, now), now, ret=ret)
+        event = emit("return.created", return_payload(ret, now), now, ret=ret)
         if not q.needs_approval:
             # Before the insert: the return is written once, already authorized.
-            transition(ret, "approve", "policy", now, data={"automatic": True})
-            _after_authorized(ret, now)
-        # The new return's JSON, built once for the customer's confirmation mail and the API's
-        # answer (``ret.payload``, not a column).
-        ret.payload = return_payload(ret, now)
+            event = transition(ret, "approve", "policy", now, data={"automatic": True},
+                               effects=lambda: _after_authorized(ret, now))
+        # The last event's payload is the new return as it is written: also the customer's
+        # confirmation mail and the API's answer (``ret.payload``, not a column). Nobody
+        # changes it afterwards.
+        ret.payload = event.payload
         notifications.notify_return_created(ret, now, ret.payload)
     newrows.write(ret, staged)
     db.session.commit()
@@ -171,8 +172,7 @@ def _after_authorized(ret: Return, now: datetime) -> None:
 
 def approve(number: str, actor: str, now: datetime) -> Return:
     ret = get_return(number, for_update=True)
-    transition(ret, "approve", actor, now)
-    _after_authorized(ret, now)
+    transition(ret, "approve", actor, now, effects=lambda: _after_authorized(ret, now))
     db.session.commit()
     return ret
 
@@ -187,9 +187,8 @@ def reject(number: str, reason: str, actor: str, now: datetime) -> Return:
 
 def cancel(number: str, actor: str, now: datetime) -> Return:
     ret = get_return(number, for_update=True)
-    transition(ret, "cancel", actor, now)
     from . import labels
-    labels.void_current(ret, now, actor)
+    transition(ret, "cancel", actor, now, effects=lambda: labels.void_current(ret, now, actor))
     db.session.commit()
     return ret
 

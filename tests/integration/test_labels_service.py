@@ -18,6 +18,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 from werkzeug import Request, Response
 
+from rma_service.domain import rma_number
 from rma_service.extensions import db
 from rma_service.models import Event, Label, OutboxEvent, Return
 from rma_service.services.labels import issue_due
@@ -355,6 +356,31 @@ def test_cancelling_an_issued_label_voids_it_at_the_carrier_after_the_commit(app
     assert event_types(api, number)[-1] == "label_carrier_voided"
     assert api.get(f"/returns/{number}/label.pdf").get_json()["detail"] == \
         "This return's label was voided; it can no longer be used."
+
+
+def outbox_payloads(app, number: str) -> dict[str, dict]:
+    with app.app_context():
+        ret_id = db.session.scalar(select(Return.id).where(Return.rma_code == rma_number.parse(number)))
+        return {o.type: o.payload for o in db.session.scalars(
+            select(OutboxEvent).where(OutboxEvent.return_id == ret_id).order_by(OutboxEvent.id))}
+
+
+def test_the_shops_events_show_the_label_as_the_change_left_it(app, api, order, acme):
+    """return.authorized carries the label just requested (and is the API's answer);
+    return.cancelled the label just voided, not the one that was current before."""
+    acme.expect_oneshot_request("/v1/shipments", method="POST").respond_with_json(created(), status=201)
+    answer = new_return(api)
+    number = answer["rma_number"]
+    payloads = outbox_payloads(app, number)
+    assert payloads["return.created"]["status"] == "requested" and payloads["return.created"]["label"] is None
+    assert payloads["return.authorized"]["label"]["status"] == "pending"
+    assert payloads["return.authorized"] == answer
+    assert run(app) == 1
+
+    assert api.post(f"/returns/{number}/cancel").status_code == 200
+    cancelled = outbox_payloads(app, number)["return.cancelled"]
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["label"]["status"] == "voided" and cancelled["label"]["url"] is None
 
 
 # --- void and reissue -------------------------------------------------------------------------
