@@ -13,6 +13,7 @@ from ..errors import ApiError
 from ..extensions import limiter
 from ..services import apikeys, idempotency
 
+
 class _Parser(FlaskParser):
     """webargs makes a new instance of a schema class on every request (and marshmallow
     deep-copies its fields each time); an instance per class, made once, loads the same."""
