@@ -65,7 +65,7 @@ SETTINGS: list[Setting] = [
     Setting("DISPUTE_CAPACITY", 20, int, "Most open disputes one handler carries; a dispute opened when every handler is full waits unassigned until one has room."),
     Setting("IDEMPOTENCY_TTL_HOURS", 24, int, "How long an `Idempotency-Key` is remembered."),
     Setting("RATELIMIT_ENABLED", True, _bool, "Turn rate limiting off (`false`) only for load tests."),
-    Setting("RATELIMIT_STORAGE_URI", "memory://", str, "Flask-Limiter storage (`redis://127.0.0.1:6379` when several workers run)."),
+    Setting("RATELIMIT_STORAGE_URI", "memory://", str, "Flask-Limiter storage. `memory://` counts per worker process (with `make run`'s 2 workers a client gets twice the limit); set `redis://127.0.0.1:6379` when several workers run."),
     Setting("RATELIMIT_API", "600/minute", str, "Rate limit per API key."),
     Setting("RATELIMIT_LOGIN", "5/minute", str, "Admin sign-in attempts per IP address and email (and at most 30/minute per IP address)."),
     # Customer pages (/returns/)

@@ -3,6 +3,10 @@ and nothing written."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +252,49 @@ def test_an_id_beyond_the_integer_range_is_404_not_an_overflow(app, api, path):
     resp = api.get(path) if path.count("/") == 2 else api.post(path, json={"body": "hello"})
     assert_problem(resp, 404, "not_found")
     assert snapshot(app) == before
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+# A second gunicorn worker: another process with its own app and its own limiter.
+_OTHER_WORKER = """
+import json, sys
+from rma_service import create_app
+config, key, n = json.loads(sys.stdin.read())
+client = create_app(config).test_client()
+print(json.dumps([client.get("/api/v1/orders/1001", headers={"Authorization": "Bearer " + key}).status_code
+                  for _ in range(n)]))
+"""
+
+
+def _from_another_worker(config: dict, key: str, n: int) -> list[int]:
+    proc = subprocess.run([sys.executable, "-c", _OTHER_WORKER], input=json.dumps([config, key, n]),
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _limits(storage: str) -> dict:
+    return {"RATELIMIT_ENABLED": True, "RATELIMIT_API": "3/minute", "RATELIMIT_STORAGE_URI": storage}
+
+
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
+@pytest.mark.parametrize("app_config, other_statuses", [
+    (_limits(REDIS_URL), [200, 429]),    # the README's setting for several workers: one limit for all
+    (_limits("memory://"), [200, 200]),  # the default: each worker counts on its own
+])
+def test_workers_share_the_rate_limit_through_redis(app, api, order, app_config, other_statuses):
+    """3 a minute per API key: two requests here, then two from another worker process."""
+    assert [api.get("/orders/1001").status_code for _ in range(2)] == [200, 200]
+    config = {"DATABASE_URL": app.config["RMA"]["DATABASE_URL"], "SECRET_KEY": "test-secret", "TESTING": True,
+              **app_config}
+    assert _from_another_worker(config, api.key, 2) == other_statuses
