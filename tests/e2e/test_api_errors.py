@@ -228,7 +228,7 @@ def test_nul_characters_are_a_validation_error(app, api, order, send, field):
 
 def test_a_raw_nul_byte_in_a_json_body_is_invalid_json(app, api, order):
     """JSON carries a NUL only as the escape \\u0000 (what the hook looks for in the raw body);
-    a raw NUL byte is not JSON at all: a clear 4xx, nothing written."""
+    a raw NUL byte is not JSON at all: 422 saying so, nothing written."""
     raw = json.dumps(return_body()).replace('"too_small"', '"too_\x00small"').encode()
     before = snapshot(app)
     resp = api.post("/returns", data=raw, headers={"Content-Type": "application/json"})
