@@ -342,20 +342,25 @@ def order_number(i: int, n_orders: int) -> str:
 # ---------------------------------------------------------------- one database
 
 
-def bench_database(db: str, args, workdir: Path) -> list[Result]:
-    print(f"\n== {db} ==", flush=True)
-    dbdir = workdir / db
-    dbdir.mkdir()
+def environments(db: str, dbdir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of the service (``RMA_DATABASE_URL``) and of the baseline
+    (``BENCH_DATABASE_URL``) on fresh databases: SQLite files in ``dbdir``, or ``rma_bench``."""
     if db == "sqlite":
         service_url = f"sqlite:///{dbdir / 'rma.sqlite3'}"
         bare_url = f"sqlite:///{dbdir / 'bare.sqlite3'}"
     else:
         service_url = bare_url = prepare_postgresql()
-
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("RMA_", "BENCH_"))}
     service_env = {**base_env, "RMA_DATABASE_URL": service_url, "RMA_ENV": "development",
                    "RMA_RATELIMIT_API": "100000/minute", "RMA_BASE_URL": "http://127.0.0.1"}
-    bare_env = {**base_env, "BENCH_DATABASE_URL": bare_url}
+    return service_env, {**base_env, "BENCH_DATABASE_URL": bare_url}
+
+
+def bench_database(db: str, args, workdir: Path) -> list[Result]:
+    print(f"\n== {db} ==", flush=True)
+    dbdir = workdir / db
+    dbdir.mkdir()
+    service_env, bare_env = environments(db, dbdir)
 
     t0 = time.perf_counter()
     flask_cli(service_env, "db", "upgrade")

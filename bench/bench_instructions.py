@@ -92,20 +92,14 @@ def _count(target: str, database_url: str, n: int, env: dict[str, str]) -> int:
 
 
 def _prepare(db: str, workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(service database URL and env, bare database URL): fresh databases, schema, API key."""
-    from bench.bench_create_return import flask_cli, prepare_postgresql
-    if db == "sqlite":
-        service_url = f"sqlite:///{workdir / 'rma.sqlite3'}"
-        bare_url = f"sqlite:///{workdir / 'bare.sqlite3'}"
-    else:
-        service_url = bare_url = prepare_postgresql()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RMA_", "BENCH_"))}
-    base["PYTHONHASHSEED"] = "0"
-    env = {**base, "RMA_DATABASE_URL": service_url, "RMA_ENV": "development",
-           "RMA_RATELIMIT_API": "100000/minute", "RMA_BASE_URL": "http://127.0.0.1"}
+    """(database URL per target, environment of the children): fresh databases, the
+    service's schema and an API key, as bench_create_return.py prepares them."""
+    from bench.bench_create_return import environments, flask_cli
+    env, bare_env = environments(db, workdir)
+    env["PYTHONHASHSEED"] = "0"
     flask_cli(env, "db", "upgrade")
     env["BENCH_API_KEY"] = flask_cli(env, "rma", "create-api-key", "bench").strip().splitlines()[-1].strip()
-    return {"service": service_url, "bare": bare_url}, env
+    return {"service": env["RMA_DATABASE_URL"], "bare": bare_env["BENCH_DATABASE_URL"]}, env
 
 
 def measure(db: str, n: int) -> dict[str, float]:
