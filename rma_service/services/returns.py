@@ -111,19 +111,6 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
                                it.get("comment")) for it in data["items"]]
     check_items(requested, facts)
 
-    # Reserve in a fixed order (line id) so that concurrent requests cannot deadlock.
-    wanted: dict[int, int] = {}
-    for it in requested:
-        wanted[lines[it.line_id].id] = wanted.get(lines[it.line_id].id, 0) + it.quantity
-    by_id = {line.id: line for line in lines.values()}
-    for line_id in sorted(wanted):
-        if not _reserve(by_id[line_id], wanted[line_id]):
-            db.session.rollback()
-            line = by_id[line_id]
-            raise ItemProblem("quantity_exceeded", "More units requested than are left to return.",
-                              {i: {"line_id": it.line_id} for i, it in enumerate(requested)
-                               if lines[it.line_id].id == line_id})
-
     q = quote(requested, resolution, pol)
     # The new rows are built as model objects (payloads, mail and label code read them) but
     # written by newrows.write (one statement on PostgreSQL), not by the unit of work; the
@@ -159,9 +146,30 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
         # changes it afterwards.
         ret.payload = event.payload
         notifications.notify_return_created(ret, now, ret.payload)
+    # The first write of the transaction comes last, right before the rows: the units stay
+    # locked (a row lock on PostgreSQL, the whole database on SQLite) only for the reservation,
+    # the insert and the commit, not while payloads and mail are built. Another request for
+    # the same line (or, on SQLite, any other write) waits that much less.
+    _reserve_units(requested, lines)
     newrows.write(ret, staged)
     db.session.commit()
     return ret
+
+
+def _reserve_units(requested: list[RequestedItem], lines: dict[str, OrderLine]) -> None:
+    """Reserve the units of every line, in a fixed order (line id) so that concurrent
+    requests cannot deadlock; a line without enough units left rolls back the transaction and
+    is a ``quantity_exceeded`` naming the items that asked for it."""
+    wanted: dict[int, int] = {}
+    for it in requested:
+        wanted[lines[it.line_id].id] = wanted.get(lines[it.line_id].id, 0) + it.quantity
+    by_id = {line.id: line for line in lines.values()}
+    for line_id in sorted(wanted):
+        if not _reserve(by_id[line_id], wanted[line_id]):
+            db.session.rollback()
+            raise ItemProblem("quantity_exceeded", "More units requested than are left to return.",
+                              {i: {"line_id": it.line_id} for i, it in enumerate(requested)
+                               if lines[it.line_id].id == line_id})
 
 
 def _after_authorized(ret: Return, now: datetime) -> None:

@@ -92,6 +92,45 @@ def test_every_row_of_a_new_return_linked_and_in_order(app, api, order, statemen
             assert len(statements) == 1 and statements[0].lstrip().startswith("WITH")
 
 
+def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app, order, monkeypatch):
+    """The reservation (the transaction's first write: a row lock on PostgreSQL, the database's
+    write lock on SQLite) comes after the payloads and the confirmation mail are built, right
+    before the rows are inserted; a concurrent request for the same units waits only for that."""
+    from rma_service.services import notifications, representation
+    timeline: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+    def listen(conn, cursor, statement, params, context, executemany):
+        timeline.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def observed(name, function):
+        def call(*args, **kwargs):
+            timeline.append(name)
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(notifications, "render", observed("render mail", notifications.render))
+    monkeypatch.setattr(svc, "return_payload", observed("payload", representation.return_payload))
+    def committed(conn):
+        timeline.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", listen)
+    event.listen(engine, "commit", committed)
+    try:
+        with app.app_context():
+            ret = svc.create_return(return_body(), "test", NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+        event.remove(engine, "commit", committed)
+    assert ret.status == "authorized"
+    first_write = timeline.index("UPDATE")
+    assert {"render mail", "payload"} <= set(timeline[:first_write]), timeline
+    # From the reservation on: only the inserts (one WITH statement on PostgreSQL) and COMMIT.
+    assert set(timeline[first_write + 1:]) <= {"INSERT", "WITH", "COMMIT"}, timeline
+    assert timeline[-1] == "COMMIT"
+
+
 def test_photos_take_the_per_table_path_and_keep_their_item(app, order):
     """Photo rows need their item's id (no natural key): written table by table."""
     with app.app_context():
