@@ -83,7 +83,10 @@ def _claim_idempotency_key(api_key_id: int):
 def store_idempotent_answer(response: Response) -> Response:
     record_id = g.pop("idempotency_record", None)
     if record_id is not None:
-        if response.status_code >= 500:
+        # A 5xx, or a 409 (it answers the return's state at that moment: a move not allowed
+        # yet, a concurrent change), is not this request's answer for good: the key is
+        # released and a retry runs again.
+        if response.status_code >= 500 or response.status_code == 409:
             idempotency.release(record_id)
         else:
             keep = {k: v for k, v in response.headers.items() if k in ("Content-Type", "Location")}
@@ -91,7 +94,9 @@ def store_idempotent_answer(response: Response) -> Response:
     return response
 
 
-limiter.limit(lambda: current_app.config["RMA"]["RATELIMIT_API"], key_func=rate_limit_key)(blp)
+# One budget per API key for the whole API (a limit per route would give a key the setting
+# once for every endpoint it calls).
+limiter.shared_limit(lambda: current_app.config["RMA"]["RATELIMIT_API"], scope="api", key_func=rate_limit_key)(blp)
 
 
 def init_app(app, api) -> None:

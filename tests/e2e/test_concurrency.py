@@ -68,6 +68,22 @@ def test_error_answers_are_replayed_too(app, api, order):
     assert second.headers["Idempotent-Replayed"] == "true"
 
 
+def test_a_conflict_is_not_replayed_a_retry_runs_again(app, api, order):
+    """A 409 depends on the return's state at that moment: once the state has changed, a
+    retry with the same key runs (a stored 409 would be replayed for a day)."""
+    number = api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 1, "reason": "other", "comment": "Colour differs"}])).get_json()["rma_number"]
+    headers = {"Idempotency-Key": "receive-1"}
+    first = api.post(f"/returns/{number}/receive", headers=headers)
+    assert first.status_code == 409 and first.get_json()["code"] == "invalid_transition"
+    assert api.post(f"/returns/{number}/approve").status_code == 200
+    retry = api.post(f"/returns/{number}/receive", headers=headers)
+    assert retry.status_code == 200 and retry.get_json()["status"] == "received"
+    assert "Idempotent-Replayed" not in retry.headers
+    replay = api.post(f"/returns/{number}/receive", headers=headers)
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+
+
 def test_keys_are_scoped_to_the_api_key(app, api, order):
     from rma_service.services.apikeys import create_api_key
     from tests.conftest import NOW, Api
