@@ -123,9 +123,11 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
     set_committed_value(ret, "order", order)  # readable, without putting ret in the session
     for it, spec in zip(requested, data["items"]):
         line = lines[it.line_id]
+        # Every value the payloads show is set here: column defaults only exist once written.
         item = ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
                           quantity=it.quantity, reason=it.reason, comment=it.comment,
-                          unit_price=line.unit_price, created_at=now)
+                          unit_price=line.unit_price, received_quantity=0, disposition="pending",
+                          created_at=now)
         # Photos from the customers' page, already re-encoded (services/photos.py).
         item.photos.extend(Photo(content_type=ctype, data=blob, created_at=now)
                            for ctype, blob in spec.get("photos") or ())

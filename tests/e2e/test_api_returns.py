@@ -4,6 +4,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+from sqlalchemy import select
+
+from rma_service.extensions import db
 from rma_service.models import Event, OutboxEvent, Return
 from tests.conftest import NOW, count, order_body, return_body
 
@@ -51,6 +55,22 @@ def test_create_return_auto_authorizes_and_records_everything(app, api, order):
     assert events[1]["actor"] == "policy" and events[1]["data"]["to"] == "authorized"
     assert api.get("/orders/1001").get_json()["lines"][1]["returnable_quantity"] == 3
     assert count(app, OutboxEvent) == 2  # return.created, return.authorized
+
+
+@pytest.mark.parametrize("items", [
+    [{"line_id": "L1", "quantity": 1, "reason": "too_small"}],                          # authorized at once
+    [{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "Colour differs"}],  # waits for approval
+])
+def test_the_created_return_is_the_return_as_stored(app, api, order, items):
+    """The 201 answer and the shop's events of a new return describe it exactly as a GET
+    does afterwards (nothing the database fills in is missing from them)."""
+    created = api.post("/returns", json=return_body(items=items)).get_json()
+    stored = api.get(f"/returns/{created['rma_number']}").get_json()
+    assert created == stored
+    assert stored["items"][0]["received_quantity"] == 0 and stored["items"][0]["disposition"] == "pending"
+    with app.app_context():
+        last_event = db.session.scalars(select(OutboxEvent).order_by(OutboxEvent.id.desc())).first()
+        assert last_event.payload == stored
 
 
 def test_shop_fault_reason_means_no_shipping_fee(api, order):
