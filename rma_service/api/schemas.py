@@ -1,14 +1,27 @@
 """marshmallow schemas: each loads a request or documents a response of the contract."""
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+from babel import Locale
+from babel.numbers import list_currencies
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from .. import clock
 from ..domain.policy import CONDITIONS, DISPOSITIONS, REASONS, RESOLUTIONS
 from ..domain.status import STATUSES
 
 Str = fields.String
+
+
+_DECIMAL = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,12})?")
+# ISO 4217 and ISO 3166-1 alpha-2 codes as Babel (CLDR) knows them; "ZZ" is CLDR's "unknown".
+CURRENCIES = frozenset(list_currencies())
+COUNTRIES = frozenset(code for code in Locale("en").territories if len(code) == 2 and code.isalpha()) - {"ZZ"}
+# A delivery reported a little in the future is a clock difference; more is a mistake.
+CLOCK_SKEW = timedelta(hours=1)
 
 
 class Money(fields.Field):
@@ -26,6 +39,9 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise self.make_error("invalid")
+        # Digits and a decimal point only: no exponent ("1e2"), sign "+", "NaN" or "Infinity".
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+            raise self.make_error("invalid")
         try:
             amount = Decimal(str(value).strip())
         except InvalidOperation:
@@ -40,8 +56,21 @@ class Money(fields.Field):
         return None if value is None else str(value)
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def _known(codes: frozenset[str], error: str):
+    def check(value: str) -> None:
+        if value.upper() not in codes:
+            raise ValidationError(error)
+    return check
+
+
 def text(max_len: int, **kw) -> fields.String:
-    return Str(validate=validate.Length(min=1, max=max_len), **kw)
+    """A required piece of text: 1 to ``max_len`` characters, not only spaces."""
+    return Str(validate=[validate.Length(min=1, max=max_len), _not_blank], **kw)
 
 
 class StrictSchema(Schema):
@@ -61,7 +90,8 @@ class AddressIn(StrictSchema):
     line2 = Str(validate=validate.Length(max=200), allow_none=True)
     postal_code = text(20, required=True)
     city = text(100, required=True)
-    country = Str(required=True, validate=validate.Regexp(r"^[A-Za-z]{2}$", error="ISO 3166 alpha-2 code, e.g. FR."))
+    country = Str(required=True, validate=[validate.Regexp(r"^[A-Za-z]{2}$", error="ISO 3166 alpha-2 code, e.g. FR."),
+                                           _known(COUNTRIES, "Unknown country: send an ISO 3166 alpha-2 code, e.g. FR.")])
 
 
 class OrderLineIn(StrictSchema):
@@ -79,13 +109,22 @@ class OrderIn(StrictSchema):
     shipping_address = fields.Nested(AddressIn, required=True)
     placed_at = fields.AwareDateTime(required=True)
     delivered_at = fields.AwareDateTime(allow_none=True)
-    currency = Str(required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR."))
+    currency = Str(required=True, validate=[validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR."),
+                                            _known(CURRENCIES, "Unknown currency: send an ISO 4217 code, e.g. EUR.")])
     lines = fields.List(fields.Nested(OrderLineIn), required=True, validate=validate.Length(min=1, max=500))
 
     @validates_schema
     def _delivered_after_placed(self, data, **kwargs):
         if data.get("delivered_at") and data.get("placed_at") and data["delivered_at"] < data["placed_at"]:
             raise ValidationError("Cannot be before placed_at.", "delivered_at")
+
+    @validates_schema
+    def _not_in_the_future(self, data, **kwargs):
+        # The return window counts from delivery: a future date would stretch it.
+        latest = clock.now() + CLOCK_SKEW
+        for field in ("placed_at", "delivered_at"):
+            if data.get(field) and data[field] > latest:
+                raise ValidationError("Cannot be in the future.", field)
 
 
 class EligibilityOut(Schema):
