@@ -58,12 +58,16 @@ def load_demo_data(now: datetime) -> Iterator[str]:
     yield "24 orders DEMO-1001 … DEMO-1024"
     made = 0
     reasons = ["too_small", "damaged", "changed_mind", "defective", "too_large", "wrong_item"]
+    planned = []
     for i in range(24):
         order = db.session.scalar(select(Order).where(Order.order_number == f"DEMO-{1001 + i}"))
         line = order.lines[0]
         if order.delivered_at is None or (line.category or "") == "gift_card" or i % 5 == 4:
             continue
         created = min(now - timedelta(hours=1), order.delivered_at + timedelta(days=1 + i % 5, hours=i))
+        planned.append((created, i, order, line))
+    # Created in the order of their dates, as real returns are: lists show the newest first.
+    for created, i, order, line in sorted(planned, key=lambda p: (p[0], p[1])):
         ret = returns.create_return({"order_number": order.order_number, "email": order.customer_email,
                                      "items": [{"line_id": line.line_id, "quantity": 1,
                                                 "reason": reasons[i % len(reasons)]}],
