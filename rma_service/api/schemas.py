@@ -191,7 +191,7 @@ class RefundOut(Schema):
 
 
 class ReturnOut(Schema):
-    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2X"})
+    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2R"})
     status = Str(validate=validate.OneOf(STATUSES))
     order_number, resolution, created_at, updated_at = Str(), Str(), Str(), Str()
     customer = fields.Dict()
@@ -285,7 +285,7 @@ class DisputeResolveIn(StrictSchema):
 class DisputeOut(Schema):
     id = fields.Integer()
     status = Str(validate=validate.OneOf(DISPUTE_STATUSES))
-    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2X"})
+    rma_number = Str(metadata={"example": "RMA-7K3M-9Q2R"})
     handler = fields.Dict(allow_none=True, metadata={"description": "{name, email}; null while unassigned."})
     currency = Str()
     amount_at_stake = Str(metadata={"example": "49.90"})

@@ -6,6 +6,7 @@ import random
 import re
 import string
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -374,3 +375,13 @@ def test_parse_accepts_pasted_unicode_dashes():
     code = rma_number.generate()
     for dash in ("\u2011", "\u2013", "\u2014"):
         assert rma_number.parse(f"RMA{dash}{code[:4]}{dash}{code[4:]}") == code
+
+
+def test_numbers_shown_in_the_docs_are_valid():
+    """A reader copies the README's and the OpenAPI examples' numbers: they must be real ones."""
+    root = Path(__file__).resolve().parents[2]
+    shown = set()
+    for doc in (root / "README.md", root / "rma_service" / "api" / "schemas.py"):
+        shown |= set(re.findall(r"RMA-[0-9A-Z]{4}-[0-9A-Z]{4}\b", doc.read_text(encoding="utf-8")))
+    assert shown, "no example number found"
+    assert [n for n in sorted(shown) if not rma_number.is_valid(rma_number.parse(n) or "")] == []
