@@ -32,6 +32,7 @@ from ..domain.deadlines import next_attempt_at
 from ..domain.rma_number import format_number
 from ..extensions import db
 from ..models import Agent, MailMessage, Return
+from ..redact import for_log
 from . import settings
 from .claims import STOP, RunBudget, claim_locked, select_ids, wallclock
 from .newrows import add
@@ -243,10 +244,11 @@ def _send_one(engine, session: Callable[[], MailSession], mail: _Claimed, now: d
                                   "locked_until": None}
         if retry_at is None:
             values["status"] = "failed"
-            log.warning("mail %s to %s failed for good: %s", mail.id, mail.to, exc)
+            log.warning("mail %s to %s failed for good: %s", mail.id, for_log(mail.to), for_log(exc))
         else:
             values["next_attempt_at"] = retry_at
-            log.info("mail %s to %s failed (attempt %s), retry at %s: %s", mail.id, mail.to, attempts, retry_at, exc)
+            log.info("mail %s to %s failed (attempt %s), retry at %s: %s", mail.id, for_log(mail.to), attempts,
+                     retry_at, for_log(exc))
         with engine.begin() as conn:
             conn.execute(update(table).where(table.c.id == mail.id, table.c.status == "pending").values(**values))
         return "failed"

@@ -50,6 +50,7 @@ from sqlalchemy import Text, and_, bindparam, cast, literal, select, update
 
 from ..adapters.webhooks import WebhookSender
 from ..clock import rfc3339
+from ..redact import for_log
 from ..domain.deadlines import next_attempt_at
 from ..errors import ApiError, NotFound
 from ..extensions import db
@@ -461,10 +462,10 @@ def _attempt(sender: Callable[[], WebhookSender], recorder: _Recorder, delivery:
     if retry_at is None:
         values["status"] = "failed"
         log.warning("webhook delivery %s to %s failed for good after %s attempts: %s",
-                    delivery.id, delivery.url, attempts, result.error)
+                    delivery.id, for_log(delivery.url), attempts, for_log(result.error))
     else:
         values["next_attempt_at"] = retry_at
         log.info("webhook delivery %s to %s failed (attempt %s, %s), retry at %s",
-                 delivery.id, delivery.url, attempts, result.error, rfc3339(retry_at))
+                 delivery.id, for_log(delivery.url), attempts, for_log(result.error), rfc3339(retry_at))
     recorder.update(delivery.id, True, **values)
     return "failed"

@@ -113,18 +113,23 @@ def test_confirmation_mail_in_french_with_the_status_link(app, api, frozen_now, 
     assert sent.status == "sent" and sent.sent_at == NOW and sent.attempts == 1
 
 
-def test_english_confirmation_and_retries_when_smtp_is_down(app, api, order, smtp_server):
+def test_english_confirmation_and_retries_when_smtp_is_down(app, api, order, smtp_server, caplog):
+    import logging
     import socket
     ret = create_return(api)
     with socket.socket() as closed:  # bound, not listening: the SMTP server is "down"
         closed.bind(("127.0.0.1", 0))
         app.config["RMA"]["SMTP_PORT"] = closed.getsockname()[1]
         try:
-            assert run_jobs(app, NOW, "send_mail") == {"send_mail": 0}
+            with caplog.at_level(logging.INFO, logger="rma_service"):
+                assert run_jobs(app, NOW, "send_mail") == {"send_mail": 0}
         finally:
             app.config["RMA"]["SMTP_PORT"] = smtp_server.port
     [mail] = mails(app)
     assert mail.status == "pending" and mail.attempts == 1 and "refused" in mail.last_error.lower()
+    # The log says which mail, not to whom (the row has the address).
+    assert f"mail {mail.id} to ***@example.com failed (attempt 1)" in caplog.text
+    assert "ada@example.com" not in caplog.text
     assert mail.next_attempt_at == NOW + timedelta(seconds=30)
     assert run_jobs(app, NOW + timedelta(seconds=10), "send_mail") == {"send_mail": 0}  # backing off
     assert run_jobs(app, NOW + timedelta(seconds=30), "send_mail") == {"send_mail": 1}
