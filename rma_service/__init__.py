@@ -4,14 +4,23 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from flask import Flask, jsonify, request, send_from_directory
+from flask import Flask, Response, jsonify, request, send_from_directory
 from sqlalchemy import event, text
 from werkzeug.routing import IntegerConverter
 
 from .config import ROOT, flask_config, load_config
-from flask_smorest import Api
-
 from .extensions import babel, csrf, db, limiter, login_manager, migrate
+
+# Content-Security-Policy defaults, by what the answer is (a view or blueprint that sets its own
+# keeps it: the admin view, a customer photo). No third-party host anywhere.
+# Pages (customer pages, error pages): only the service's own CSS, no inline script or style,
+# forms to this origin, never framed (the status page has a cancel button: no clickjacking).
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# JSON answers, problem+json errors and every other file: nothing to load, nothing to run.
+NOTHING_CSP = "default-src 'none'; frame-ancestors 'none'"
+# A PDF is drawn by the browser's own viewer, which a policy on its content could only break.
+PDF_CSP = "frame-ancestors 'none'"
 
 
 class RowIdConverter(IntegerConverter):
@@ -45,7 +54,8 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     babel.init_app(app, locale_selector=_select_locale)
     limiter.init_app(app)
     # One Api per application (it holds the app's OpenAPI spec), so tests can build many apps.
-    api = Api(app)
+    from .api.openapi import RmaApi
+    api = RmaApi(app)
 
     from .errors import register_error_handlers
     register_error_handlers(app)
@@ -62,7 +72,28 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     register_cli(app)
 
     _register_core_routes(app)
+    app.after_request(_security_headers)
     return app
+
+
+def _security_headers(response: Response) -> Response:
+    """Safe defaults on every answer; headers a view or a blueprint set (the admin view's CSP, a
+    photo's sandbox) run first and are kept. The customers' status links carry their token:
+    the referrer never leaves this origin."""
+    from .api.openapi import DOCS_ENDPOINT, docs_policy
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if "Content-Security-Policy" not in headers:
+        if response.mimetype == "text/html":
+            docs = request.endpoint == DOCS_ENDPOINT and not response.direct_passthrough
+            headers["Content-Security-Policy"] = docs_policy(response.get_data()) if docs else PAGE_CSP
+        elif response.mimetype == "application/pdf":
+            headers["Content-Security-Policy"] = PDF_CSP
+        else:
+            headers["Content-Security-Policy"] = NOTHING_CSP
+    return response
 
 
 LOCALES = ("en", "fr")

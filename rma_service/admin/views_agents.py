@@ -1,6 +1,9 @@
 """Agent management (admins), the agent's own account (away, password) and the settings."""
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -109,12 +112,70 @@ def change_password():
     return redirect(url_for("admin.account"))
 
 
-HIDDEN_SETTINGS = {"SECRET_KEY", "DATABASE_URL", "SMTP_PASSWORD", "SMTP_USERNAME"}
+# The settings page must not hand a credential to whoever reads over an admin's shoulder (or
+# gets an admin's session): a setting named like a secret is never shown, and neither are these,
+# whose credentials could hide where they cannot be masked (a database URL's query string or
+# libpq ``key=value`` form; the SMTP login, half of a credential).
+HIDDEN_SETTINGS = {"DATABASE_URL", "SMTP_USERNAME"}
+SECRET_MARKS = ("SECRET", "PASSWORD", "API_KEY", "TOKEN")
+HIDDEN = "(hidden)"
+MASK = "***"
+# Query parameters that carry credentials (redis://host?password=…, …?api_key=…).
+_CREDENTIAL_PARAM = re.compile(r"pass|secret|token|key|auth|signature", re.I)
+_URL = re.compile(r"([a-z][a-z0-9+.-]*://)(.*)", re.I | re.S)
+
+
+def is_secret(name: str) -> bool:
+    return name in HIDDEN_SETTINGS or any(mark in name.upper() for mark in SECRET_MARKS)
+
+
+def mask_url(value: str) -> str:
+    """A URL with its password and credential-like query values replaced by ``***``
+    (``http://proxyuser:***@host:3128``): the page still says where, never how to log in.
+    Read by hand, not with ``urlsplit``: a password with an unencoded ``/``, ``#`` or ``@``
+    must not end up in the "path" and be shown. Anything that is not a URL comes back as it is."""
+    match = _URL.fullmatch(value)
+    if match is None:
+        return value
+    scheme, rest = match.groups()
+    userinfo, at, rest = rest.rpartition("@")  # the last @: a password may contain one
+    if at:
+        user, has_password, _ = userinfo.partition(":")
+        rest = f"{user}:{MASK}@{rest}" if has_password else f"{userinfo}@{rest}"
+    base, question, query = rest.partition("?")
+    if question:
+        query, hash_, fragment = query.partition("#")
+        query = "&".join(
+            f"{name}={MASK}" if sep and _CREDENTIAL_PARAM.search(name) else f"{name}{sep}{val}"
+            for name, sep, val in (pair.partition("=") for pair in query.split("&")))
+        rest = f"{base}?{query}{hash_}{fragment}"
+    return scheme + rest
+
+
+def shown_value(name: str, value: Any) -> Any:
+    """What the settings page shows of a setting: never a secret (an unset one shows as unset)."""
+    if value is None or value == "":
+        return None
+    if is_secret(name):
+        return HIDDEN
+    return mask_url(value) if isinstance(value, str) else value
+
+
+def _setting_rows(cfg: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """Every documented setting, and after a per-carrier one (``CARRIER_<NAME>_URL``) the
+    carriers actually configured (``CARRIER_COLISSIMO_URL``), masked the same way."""
+    rows = []
+    for setting in SETTINGS:
+        rows.append((setting.name, shown_value(setting.name, cfg.get(setting.name)), setting.doc))
+        if "<NAME>" in setting.name:
+            head, _, tail = setting.name.partition("<NAME>")
+            pattern = re.compile(re.escape(head) + r"[A-Z0-9_]+" + re.escape(tail))
+            for name in sorted(key for key in cfg if pattern.fullmatch(key)):
+                rows.append((name, shown_value(name, cfg[name]), f"RMA_{setting.name} of this carrier."))
+    return rows
 
 
 @bp.get("/settings")
 @admin_required
 def settings():
-    cfg = current_app.config["RMA"]
-    rows = [(s.name, "(hidden)" if s.name in HIDDEN_SETTINGS else cfg.get(s.name), s.doc) for s in SETTINGS]
-    return render_template("admin/settings.html", rows=rows)
+    return render_template("admin/settings.html", rows=_setting_rows(current_app.config["RMA"]))

@@ -161,6 +161,32 @@ def test_a_plain_agent_gets_a_friendly_403_on_agent_management(app, client, froz
     assert "/admin/agents" not in client.get("/admin/queues/all").get_data(as_text=True)
 
 
+def test_the_settings_page_shows_no_secret(app, signed_in):
+    """Secrets are hidden by name, and the password inside a URL-valued setting is masked: the
+    page still shows where the proxy or the rate-limit store is, never how to log in to it."""
+    app.config["RMA"].update({
+        "WEBHOOK_PROXY": "http://proxyuser:PROXYPASS@proxy.internal:3128",
+        "RATELIMIT_STORAGE_URI": "redis://:REDISPW@cache.internal:6379/0",
+        "SMTP_PASSWORD": "SMTPPW", "SMTP_USERNAME": "mailer",
+        "CARRIER_COLISSIMO_URL": "https://api.colissimo.example/v1?api_key=QUERYKEY",
+        "CARRIER_COLISSIMO_API_KEY": "CARRIERKEY", "CARRIER_COLISSIMO_SECRET": "CARRIERSECRET,OLDSECRET",
+        "SLACK_TOKEN": "SLACKTOKEN",
+    })
+    resp = signed_in.get("/admin/settings")
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    for secret in ("PROXYPASS", "REDISPW", "SMTPPW", "QUERYKEY", "CARRIERKEY", "CARRIERSECRET", "OLDSECRET",
+                   "SLACKTOKEN", "test-secret", app.config["RMA"]["DATABASE_URL"]):
+        assert secret not in page, secret
+    assert "http://proxyuser:***@proxy.internal:3128" in page
+    assert "redis://:***@cache.internal:6379/0" in page
+    # The concrete carrier's settings are listed, its key and secret hidden.
+    assert "RMA_CARRIER_COLISSIMO_URL" in page and "https://api.colissimo.example/v1?api_key=***" in page
+    assert "RMA_CARRIER_COLISSIMO_API_KEY" in page and "RMA_CARRIER_COLISSIMO_SECRET" in page
+    # Harmless settings are still shown as they are.
+    assert "Demo Shop" in page and "600/minute" in page
+
+
 # --- the return page's actions ---------------------------------------------------------------
 
 def test_the_page_shows_exactly_the_actions_the_state_machine_allows(app, signed_in, api):

@@ -34,17 +34,8 @@ def test_impossible_order_values_are_refused(app, api, frozen_now, overrides, fi
     assert resp.status_code == 422, resp.get_json()
     body = resp.get_json()
     assert body["code"] == "validation_error" and resp.mimetype == "application/problem+json"
-    flat = {".".join(_path(k, v)) for k, v in body["errors"].items()}
-    assert field in flat, body["errors"]
+    assert field in body["errors"], body["errors"]
     assert count(app, Order) == 0 and count(app, OrderLine) == 0
-
-
-def _path(key, value):
-    """errors are nested for nested schemas ({"lines": {"0": {"unit_price": [...]}}})."""
-    if isinstance(value, dict):
-        inner_key, inner = next(iter(value.items()))
-        return [str(key), *_path(inner_key, inner)]
-    return [str(key)]
 
 
 def test_plausible_values_still_pass(app, api, frozen_now):
