@@ -38,7 +38,7 @@ run: venv
 	  echo "  Admin view:             http://$(HOST):$(PORT)/admin/   (admin@example.com / demo-password)"; \
 	  echo "  API docs:               http://$(HOST):$(PORT)/api/docs"; \
 	  echo ""; \
-	  $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app
+	  $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) --workers 2 --access-logfile - wsgi:app
 
 ## test: the whole suite, on SQLite and on PostgreSQL
 test: venv-dev

@@ -1,6 +1,7 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from flask import current_app
 
 from alembic import context
@@ -63,6 +64,22 @@ def get_metadata():
     return target_db.metadata
 
 
+# Any fixed bigint: every process migrating one database asks for the same advisory lock.
+MIGRATION_LOCK_KEY = 0x726D612D6D696772  # b"rma-migr"
+
+
+def _lock_out_other_migrations(connection):
+    """Serialize concurrent upgrades (docker-compose starts several containers at once).
+
+    On PostgreSQL, wait for a transaction-scoped advisory lock before Alembic reads the
+    current revision: a second ``flask db upgrade`` then finds the first one's committed
+    schema at head and does nothing, instead of creating the same tables and failing with
+    a UniqueViolation. The lock is released when the migration transaction ends.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -118,6 +135,7 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            _lock_out_other_migrations(connection)
             context.run_migrations()
 
 

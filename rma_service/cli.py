@@ -39,9 +39,16 @@ def create_agent(email: str, name: str, role: str, disputes: bool, password: str
 
 
 @rma.command("demo-data")
-def demo_data() -> None:
-    """Load demo orders, returns, agents and an API key (idempotent: skips what exists)."""
+@click.option("--force", is_flag=True, help="Load them even when RMA_ENV is production.")
+def demo_data(force: bool) -> None:
+    """Load demo orders, returns, agents and an API key (idempotent: skips what exists).
+
+    Refused in production without ``--force``: the demo admin's password is in the README."""
     from .demo import load_demo_data
+    if current_app.config["RMA"]["ENV"] == "production" and not force:
+        raise click.ClickException(
+            "RMA_ENV is production: demo data would add an admin agent whose password is public "
+            "and fake orders and returns. Nothing was written. Pass --force to load them anyway.")
     for line in load_demo_data(clock.now()):
         click.echo(line)
 

@@ -32,6 +32,15 @@ def _carrier_name(value: str) -> str:
     return value
 
 
+def _env(value: str) -> str:
+    """``Production`` or ``prod`` must not run as a third mode that requires the secret key
+    but drops the Secure cookies: only the two names the settings table gives are accepted."""
+    value = value.strip().lower()
+    if value not in ("development", "production"):
+        raise ValueError(f"RMA_ENV must be development or production, not {value!r}")
+    return value
+
+
 def _label_format(value: str) -> str:
     value = value.strip().lower()
     if value not in ("4x6", "a4"):
@@ -48,8 +57,8 @@ class Setting:
 
 
 SETTINGS: list[Setting] = [
-    Setting("ENV", "development", str, "`development` or `production`. Production requires `RMA_SECRET_KEY` and sets secure cookies."),
-    Setting("SECRET_KEY", None, str, "Signs sessions, CSRF and status-page tokens. Required outside development."),
+    Setting("ENV", "development", _env, "`development` or `production` (any other value is refused). Production requires `RMA_SECRET_KEY` and sets secure cookies; `flask rma demo-data` refuses to run there without `--force`."),
+    Setting("SECRET_KEY", None, str, "Signs sessions, CSRF and status-page tokens. Required in production: at least 32 characters, not an example value; make one with `python -c \"import secrets; print(secrets.token_urlsafe(48))\"`."),
     Setting("DATABASE_URL", f"sqlite:///{INSTANCE / 'rma.sqlite3'}", str, "SQLAlchemy URL; `postgresql+psycopg://user@host/db` selects PostgreSQL."),
     Setting("BASE_URL", "http://127.0.0.1:5000", str, "Public base URL, used in links (API `links`, mails, status pages)."),
     Setting("SHOP_NAME", "Demo Shop", str, "Shown on pages, mails and labels."),
@@ -120,6 +129,21 @@ SETTINGS: list[Setting] = [
 ]
 
 _DEV_SECRET = "dev-only-secret-change-me"
+CODE_ONLY = frozenset({"TESTING", "WTF_CSRF_ENABLED"})
+_MIN_SECRET_LENGTH = 32
+# Marks of example values (the old docker-compose.yml shipped one): anyone can read them.
+_PLACEHOLDER_MARKS = ("change-me", "change_me", "changeme", "dev-only-secret", "replace-me", "your-secret")
+_MAKE_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def _check_secret_key(key: str) -> None:
+    """A production key signs sessions and status-page tokens: a short or published one lets
+    anyone forge them. The message never repeats the key (it ends up in logs)."""
+    if len(key) < _MIN_SECRET_LENGTH:
+        raise RuntimeError(f"RMA_SECRET_KEY is too short for production ({len(key)} characters, at least "
+                           f"{_MIN_SECRET_LENGTH}); {_MAKE_SECRET}")
+    if any(mark in key.lower() for mark in _PLACEHOLDER_MARKS):
+        raise RuntimeError(f"RMA_SECRET_KEY is an example value, not a secret; {_MAKE_SECRET}")
 
 
 def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -132,14 +156,19 @@ def load_config(overrides: dict[str, Any] | None = None, environ: dict[str, str]
         cfg[s.name] = s.parse(raw) if raw not in (None, "") else s.default
     for key, value in overrides.items():
         cfg[key.removeprefix("RMA_")] = value
-    # Settings read by name elsewhere (carriers, SMTP …) pass through untouched.
+    # Settings read by name elsewhere (carriers, SMTP …) pass through untouched; switches only
+    # the code sets (the test suite's) never come from the environment: RMA_TESTING would
+    # skip the production key check, RMA_WTF_CSRF_ENABLED=false would turn CSRF off.
     for key, value in environ.items():
-        if key.startswith("RMA_") and key[4:] not in cfg:
+        if key.startswith("RMA_") and key[4:] not in cfg and key[4:] not in CODE_ONLY:
             cfg[key[4:]] = value
+    cfg["ENV"] = _env(cfg["ENV"])
     if not cfg.get("SECRET_KEY"):
-        if cfg["ENV"] != "development" and not cfg.get("TESTING"):
-            raise RuntimeError("RMA_SECRET_KEY is required outside development")
+        if cfg["ENV"] == "production" and not cfg.get("TESTING"):
+            raise RuntimeError(f"RMA_SECRET_KEY is required in production; {_MAKE_SECRET}")
         cfg["SECRET_KEY"] = _DEV_SECRET
+    elif cfg["ENV"] == "production":
+        _check_secret_key(cfg["SECRET_KEY"])
     return cfg
 
 
@@ -177,7 +206,9 @@ def flask_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_options(url: str) -> dict[str, Any]:
+    """``hide_parameters``: a database error's message (logged with its traceback) shows the
+    statement but not the values bound to it: webhook secrets, password hashes, stored answers."""
     if url.startswith("sqlite"):
         # Each connection waits for the write lock instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "hide_parameters": True}
