@@ -17,8 +17,9 @@ from ..domain.rma_number import format_number
 from ..extensions import db
 from ..models import Agent, Dispute, ReturnItem
 from ..services import disputes as disputes_svc
+from ..services.customer import MESSAGE_MAX
 from . import bp
-from .common import actor, admin_required, attempt, form_errors
+from .common import actor, admin_required, attempt, form_errors, item_photos
 from .forms import DisputeMessageForm, ReassignForm, ResolveForm
 
 
@@ -104,6 +105,17 @@ def _reassign_form(blank: bool = False) -> ReassignForm:
     return form
 
 
+def _reassign_choices(dispute: Dispute) -> dict:
+    """The handlers to give the dispute to, its current handler first (and selected); when the
+    current handler cannot take it any more (away, deactivated) or there is none, the list
+    starts on an empty "choose" entry instead of silently on someone else."""
+    handlers = _handlers()
+    current = next((a for a in handlers if a.id == dispute.handler_id), None)
+    if current is not None:
+        handlers = [current] + [a for a in handlers if a.id != current.id]
+    return {"handlers": handlers, "current": current}
+
+
 @bp.get("/disputes/<int:dispute_id>")
 def dispute_page(dispute_id: int):
     dispute = disputes_svc.get_dispute(dispute_id)
@@ -115,13 +127,12 @@ def dispute_page(dispute_id: int):
     now = clock.now()
     resolve_form = ResolveForm(formdata=None)
     reassign_form = _reassign_form(blank=True) if current_user.role == "admin" and dispute.status == "open" else None
-    if reassign_form is not None and dispute.handler_id:
-        reassign_form.agent_id.data = dispute.handler_id
     return render_template("admin/dispute.html", dispute=dispute, ret=ret, number=format_number(ret.rma_code),
-                           items=items, names=names, may_act=_may_act(dispute),
+                           items=items, names=names, may_act=_may_act(dispute), photos=item_photos(items),
                            since_customer=_since(dispute.last_customer_message_at, now),
                            message_form=DisputeMessageForm(formdata=None), resolve_form=resolve_form,
-                           reassign_form=reassign_form, counts=_counts())
+                           reassign_form=reassign_form, reassign=_reassign_choices(dispute) if reassign_form else None,
+                           message_max=MESSAGE_MAX, counts=_counts())
 
 
 def _back(dispute_id: int, anchor: Optional[str] = None):
@@ -138,7 +149,7 @@ def dispute_reply(dispute_id: int):
         agent = db.session.get(Agent, current_user.id)
         attempt(lambda: disputes_svc.post_message(dispute, "handler", form.body.data, clock.now(), agent=agent,
                                                   actor=actor()),
-                "Reply sent to the customer.")
+                "Reply sent to the customer.", form)
     else:
         form_errors(form)
     return _back(dispute_id, "conversation")
@@ -154,7 +165,7 @@ def dispute_resolve(dispute_id: int):
         outcome = form.outcome.data
         amount = form.amount.data if outcome == "partial" else None
         attempt(lambda: disputes_svc.resolve(dispute, outcome, amount, form.note.data, clock.now(), actor()),
-                f"Dispute resolved: {outcome}.")
+                f"Dispute resolved: {outcome}.", form)
     else:
         form_errors(form)
     return _back(dispute_id)
@@ -169,7 +180,7 @@ def dispute_reassign(dispute_id: int):
         agent = db.session.get(Agent, form.agent_id.data)
         name = agent.name if agent is not None else "that agent"
         attempt(lambda: disputes_svc.reassign(dispute, form.agent_id.data, clock.now(), actor()),
-                f"Dispute given to {name}.")
+                f"Dispute given to {name}.", form)
     else:
         form_errors(form)
     return _back(dispute_id)

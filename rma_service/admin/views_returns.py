@@ -1,9 +1,10 @@
 """Queues, search and the return page with its actions."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -20,8 +21,8 @@ from ..services import queues
 from ..services import returns as returns_svc
 from ..services.representation import current_label, refund_block, return_amount_due
 from . import bp
-from .common import actor, attempt, form_errors
-from .forms import (ActionForm, CloseForm, NoteForm, RefundForm, RejectForm, TriageForm, receive_form)
+from .common import actor, attempt, form_errors, item_photos
+from .forms import (ActionForm, CancelForm, CloseForm, NoteForm, RefundForm, RejectForm, TriageForm, receive_form)
 
 # The state machine's actions an agent triggers from this page (the others happen on their
 # own: ship and expire come from the carrier and the scheduler, inspect/dispute from triage,
@@ -30,6 +31,8 @@ AGENT_ACTIONS = ("approve", "reject", "cancel", "receive", "refund", "close")
 # Triage is possible in the statuses from which the state machine leaves through it.
 TRIAGE_STATUSES = frozenset(sm.TRANSITIONS["inspect"]) | frozenset(sm.TRANSITIONS["resolve"])
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
+# Statuses in which no refund is owed at all (the return never went through).
+NO_REFUND_STATUSES = frozenset({"rejected", "cancelled", "expired"})
 
 
 @bp.get("/")
@@ -106,18 +109,81 @@ def return_context(ret: Return) -> dict:
     refund_form = RefundForm(formdata=None)
     refund_form.amount.data = left
     events = db.session.scalars(select(Event).where(Event.return_id == ret.id).order_by(Event.id)).all()
-    photos = {item.id: db.session.scalars(select(Photo.id).where(Photo.return_item_id == item.id)
-                                          .order_by(Photo.id)).all() for item in ret.items}
+    # What the refund box shows: nothing but a sentence when no refund applies (exchange, store
+    # credit, a return that never went through); the deadline only while something is owed.
+    refund_applies = ret.resolution == "refund" and ret.status not in NO_REFUND_STATUSES
+    refund_open = refund_applies and ret.status not in ("refunded", "closed") and left > 0
     return {
         "ret": ret, "number": format_number(ret.rma_code), "refund": refund, "amount_due": due,
         "amount_left": left, "surcharge": money(left * rate) if refund["overdue"] else Decimal("0.00"),
+        "refund_applies": refund_applies, "refund_open": refund_open,
+        "show_deadline": refund_open or ret.status == "refunded",
+        "can_record_refund": "refund" in actions and left > 0,
         "label": current_label(ret), "dispute": ret.disputes[-1] if ret.disputes else None,
         "actions": actions, "triage_items": triage_items, "triage_forms": triage_forms,
-        "events": events, "notes": [e for e in events if e.type == "note"], "photos": photos,
+        "events": events, "notes": [e for e in events if e.type == "note"], "photos": item_photos(ret.items),
+        "timeline": {e.id: describe_event(e) for e in events},
         "action_form": ActionForm(formdata=None), "reject_form": RejectForm(formdata=None),
+        "cancel_form": CancelForm(formdata=None),
         "receive_form": receive_form(ret.items, formdata=None) if "receive" in actions else None,
         "refund_form": refund_form, "close_form": CloseForm(formdata=None), "note_form": NoteForm(formdata=None),
     }
+
+
+# --- the timeline, in words ----------------------------------------------------------------------
+
+# Keys of an event's data that mean nothing to an agent (the customers' form's submission key,
+# the quote already shown in the refund box, ids of other rows).
+HIDDEN_KEYS = frozenset({"quote", "submission", "message_id", "event_id", "rma_number", "body", "dispute_id"})
+KEY_LABELS = {
+    "line_id": "Line", "tracking_number": "Tracking", "voided_tracking_number": "Voided tracking",
+    "expires_at": "Expires", "occurred_at": "Scanned at", "amount_refunded": "Refunded so far",
+    "amount_due": "Amount due", "disputed_value": "Disputed value", "adjusted_amount": "Amount due now",
+    "send_back": "To send back", "to": "To", "from": "From", "over_capacity": "Over capacity", "sku": "SKU",
+    "author": "From", "status": "Parcel",
+}
+# Keys whose values are vocabulary words ("like_new", "label_unused"): shown as words.
+WORD_VALUES = frozenset({"condition", "disposition", "outcome", "reason", "status", "author", "grade"})
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def _words(value: Any) -> str:
+    return str(value).replace("_", " ")
+
+
+def _value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        if all(isinstance(v, dict) and "line_id" in v for v in value):
+            return ", ".join(f"{v['line_id']} × {v.get('quantity', '?')}"
+                             + (f" at {v['unit_price']}" if v.get("unit_price") else "") for v in value)
+        return ", ".join(_value(key, v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{_words(k)} {_value(k, v)}" for k, v in value.items() if v not in (None, "", [], {}))
+    if isinstance(value, str):
+        when = _RFC3339.match(value)
+        if when:
+            return f"{when.group(1)} {when.group(2)}"
+        if key in WORD_VALUES and re.fullmatch(r"[a-z][a-z_]*", value):  # a code, not an agent's text
+            return _words(value)
+    return str(value)
+
+
+def describe_event(event: Event) -> dict[str, list]:
+    """An audit event as an agent reads it: ``says`` (sentences) and ``facts`` (label, value),
+    without the internal keys and in words: "Authorized automatically (policy)", "Condition:
+    like new", items as "L1 × 1"."""
+    data = dict(event.data or {})
+    says: list[str] = []
+    if event.type == "approve" and data.pop("automatic", False):
+        says.append("Authorized automatically (policy)")
+    if event.type == "expire" and data.get("reason") == "label_unused":
+        data.pop("reason")
+        says.append(f"The label was not used for {data.pop('days', '?')} days.")
+    facts = [(KEY_LABELS.get(key, _words(key).capitalize()), _value(key, value))
+             for key, value in data.items() if key not in HIDDEN_KEYS and value not in (None, "", [], {})]
+    return {"says": says, "facts": facts}
 
 
 @bp.get("/returns/<number>")
@@ -147,9 +213,13 @@ def approve(number: str):
 
 @bp.post("/returns/<number>/cancel")
 def cancel(number: str):
+    """Cancelling cannot be undone: the form carries a ticked "I understand"."""
     number = _number(number)
-    if ActionForm().validate_on_submit():
+    form = CancelForm()
+    if form.validate_on_submit():
         attempt(lambda: returns_svc.cancel(number, actor(), clock.now()), f"{number} cancelled.")
+    else:
+        form_errors(form)
     return _back(number)
 
 
@@ -173,7 +243,7 @@ def receive(number: str):
     if form.validate_on_submit():
         items = [{"line_id": item.line_id, "quantity": form[f"qty_{item.id}"].data,
                   "condition": form[f"cond_{item.id}"].data} for item in ret.items]
-        attempt(lambda: returns_svc.receive(number, items, actor(), clock.now()), f"{number} received.")
+        attempt(lambda: returns_svc.receive(number, items, actor(), clock.now()), f"{number} received.", form)
     else:
         form_errors(form)
     return _back(number, form.source.data, "triage")
@@ -203,7 +273,7 @@ def refund(number: str):
     if form.validate_on_submit():
         attempt(lambda: returns_svc.record_refund(number, form.amount.data, (form.reference.data or "").strip() or None,
                                                   actor(), clock.now()),
-                f"Refund of {form.amount.data} recorded on {number}.")
+                f"Refund of {form.amount.data} recorded on {number}.", form)
     else:
         form_errors(form)
     return _back(number, anchor="refund")

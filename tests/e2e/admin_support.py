@@ -80,3 +80,47 @@ def set_tracking(app, number: str, tracking_number: str, tracking_status: Option
             db.session.add(label)
         label.status, label.tracking_number, label.tracking_status = "issued", tracking_number, tracking_status
         db.session.commit()
+
+
+def png_bytes(size: tuple[int, int] = (48, 32), colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A small real PNG, as the customers' pages store a photo once it is re-encoded."""
+    from io import BytesIO
+
+    from PIL import Image
+    buffer = BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def customer_return(app, items: list[dict], order_number: str = "1001", email: str = "ada@example.com",
+                    submission: Optional[str] = None, photos: Optional[dict[str, list[bytes]]] = None,
+                    resolution: str = "refund") -> str:
+    """A return as the customers' pages make it: actor "customer", the submission's key, and
+    the photos (PNG, already re-encoded) on their items. Returns the RMA number."""
+    from rma_service import clock
+    from rma_service.domain.rma_number import format_number
+    from rma_service.services import returns as returns_svc
+    photos = photos or {}
+    data = {"order_number": order_number, "email": email, "resolution": resolution, "submission": submission,
+            "items": [{**item, "photos": [("image/png", blob) for blob in photos.get(item["line_id"], [])]}
+                      for item in items]}
+    with app.app_context():
+        return format_number(returns_svc.create_return(data, "customer", clock.now()).rma_code)
+
+
+def photo_ids(app, number: str) -> list[int]:
+    from rma_service.domain.rma_number import parse
+    from rma_service.models import Photo, ReturnItem
+    with app.app_context():
+        ret_id = db.session.scalar(select(Return.id).where(Return.rma_code == parse(number)))
+        return list(db.session.scalars(select(Photo.id).join(ReturnItem, Photo.return_item_id == ReturnItem.id)
+                                       .where(ReturnItem.return_id == ret_id).order_by(Photo.id)))
+
+
+def open_dispute(api, number: str, line_id: str = "L1") -> int:
+    """Receive everything announced (shop API), then triage ``line_id`` as disputed."""
+    assert api.post(f"/returns/{number}/receive", json={}).status_code == 200
+    resp = api.post(f"/returns/{number}/items/{line_id}/triage",
+                    json={"disposition": "dispute", "condition": "damaged", "note": "scratched"})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["dispute"]["id"]

@@ -4,6 +4,7 @@ three dispositions), the refurbish step, recording a refund, the role wall, and 
 that must stay text."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -176,3 +177,78 @@ def test_customer_html_is_shown_as_text_never_run(app, api, page):
     assert page.locator("img[src='x']").count() == 0
     page.mouse.move(300, 300)
     assert dialogs == []
+
+
+# --- the header, the menu and the page width at desktop, laptop and phone sizes ---------------
+
+VIEWPORTS = {"desktop-1366": (1366, 768), "laptop-1024": (1024, 768), "phone-390": (390, 844)}
+FITS = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def _menu_data(app, api) -> dict:
+    """An admin who handles disputes, a return with a long item name and a dispute."""
+    from .admin_support import open_dispute
+    make_agent(app, disputes=True)
+    long_name = "Téléviseur OLED 65 pouces Ultra HD avec pied pivotant et télécommande vocale, édition 2026"
+    put_order(api, "4001", lines=[{"line_id": "L1", "sku": "TV-OLED-65-ULTRA-HD-2026-EDITION-BLACK", "name": long_name,
+                                   "quantity": 1, "unit_price": "1899.00"},
+                                  {"line_id": "L2", "sku": "HDMI", "name": "HDMI cable", "quantity": 2,
+                                   "unit_price": "19.90"}])
+    number = create_return(api, "4001", [{"line_id": "L1", "quantity": 1, "reason": "defective"},
+                                         {"line_id": "L2", "quantity": 1, "reason": "changed_mind"}])["rma_number"]
+    assert api.post(f"/returns/{number}/approve").status_code == 200  # worth more than the approval threshold
+    set_tracking(app, number, "SI4869526485218", "delivered")
+    dispute_id = open_dispute(api, number)
+    waiting = create_return(api, "4001", [{"line_id": "L2", "quantity": 1, "reason": "changed_mind"}])
+    return {"number": number, "dispute_id": dispute_id, "waiting": waiting["rma_number"]}
+
+
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_every_menu_link_is_reachable_and_no_page_is_wider_than_the_window(app, api, page, size):
+    data = _menu_data(app, api)
+    width, height = VIEWPORTS[size]
+    page.set_viewport_size({"width": width, "height": height})
+    sign_in(page, path="/admin/queues/all")
+
+    header = page.locator("header.topbar").bounding_box()
+    links = page.locator("nav.nav a")
+    assert links.count() == 8  # Queues, Receiving, Refurbish, My disputes, Unassigned, KPIs, Agents, Settings
+    hrefs = []
+    for i in range(links.count()):
+        link = links.nth(i)
+        assert link.is_visible(), link.inner_text()
+        box = link.bounding_box()
+        # Inside the window and on the dark bar, on one line.
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (link.inner_text(), box)
+        assert header["y"] <= box["y"] and box["y"] + box["height"] <= header["y"] + header["height"], link.inner_text()
+        assert box["height"] < 40, (link.inner_text(), box)
+        hrefs.append(link.get_attribute("href"))
+    for name in ("a[title='Your account']", "header button:has-text('Sign out')"):
+        box = page.locator(name).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box)
+        assert header["y"] <= box["y"] and box["y"] + box["height"] <= header["y"] + header["height"], (name, box)
+    # Every link answers a click (nothing covers it) and opens its page.
+    for i, href in enumerate(hrefs):
+        with page.expect_navigation() as navigation:
+            page.locator("nav.nav a").nth(i).click()
+        assert navigation.value.ok and href.rstrip("/") in page.url, (href, page.url)  # "Queues" → first queue
+        assert page.evaluate(FITS), (size, href, page.evaluate("document.documentElement.scrollWidth"))
+
+    # No page is wider than the window: wide tables scroll inside their box.
+    for path in (f"/admin/returns/{data['number']}", f"/admin/disputes/{data['dispute_id']}",
+                 f"/admin/receiving/{data['waiting']}", f"/admin/receiving/{data['number']}",
+                 "/admin/queues/to_receive", "/admin/search?q=" + "x" * 500, "/admin/search?q=ada@example.com",
+                 "/admin/account"):
+        page.goto(page.base + path)
+        assert page.evaluate(FITS), (size, path, page.evaluate("document.documentElement.scrollWidth"))
+    if width < 800:
+        page.goto(page.base + "/admin/queues/all")
+        box = page.locator(".scroll").first
+        assert box.evaluate("e => e.scrollWidth > e.clientWidth")  # the table scrolls in its box
+    shots = os.environ.get("RMA_TEST_ADMIN_SCREENSHOTS")  # a folder: keep pictures of the pages to look at
+    if shots:
+        for name, path in (("queue", "/admin/queues/all"), ("return", f"/admin/returns/{data['number']}"),
+                           ("dispute", f"/admin/disputes/{data['dispute_id']}"),
+                           ("station", f"/admin/receiving/{data['number']}"), ("search", "/admin/search?q=" + "x" * 500)):
+            page.goto(page.base + path)
+            page.screenshot(path=os.path.join(shots, f"admin-{name}-{size}.png"), full_page=True)

@@ -3,6 +3,8 @@ roles, every action of the return page, search, queues and their pagination, pho
 refurbishing, notes and agent management. Every refused action changes nothing."""
 from __future__ import annotations
 
+import html as _html
+import re as _re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,11 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from rma_service.extensions import db
-from rma_service.models import Agent, Event, OutboxEvent, Photo, ReturnItem
+from rma_service.models import Agent, Dispute, DisputeMessage, Event, OutboxEvent, Photo, ReturnItem
 from tests.conftest import NOW
 
-from .admin_support import (PASSWORD, create_return, csrf_token, get_return, login, make_agent, post_form,
-                            put_order, set_tracking)
+from .admin_support import (PASSWORD, create_return, csrf_token, customer_return, get_return, login, make_agent,
+                            open_dispute, photo_ids, png_bytes, post_form, put_order, set_tracking)
 
 SMALL = [{"line_id": "L1", "quantity": 1, "reason": "too_small"}]
 NEEDS_APPROVAL = [{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "Colour is off"}]
@@ -207,7 +209,7 @@ def test_approve_reject_cancel_through_the_page(app, signed_in, api):
     ret = get_return(app, one)
     assert ret.status == "authorized"
     assert _events(app, one, "approve")[0].actor == "agent:alex@example.com"
-    post_form(signed_in, page, f"{page}/cancel")
+    post_form(signed_in, page, f"{page}/cancel", {"confirm": "y"})  # "I understand" ticked
     assert get_return(app, one).status == "cancelled"
 
     two = create_return(api, "1001", NEEDS_APPROVAL)["rma_number"]
@@ -490,3 +492,261 @@ def test_an_agent_sets_themself_away_and_changes_password(app, client, frozen_no
     post_form(client, "/admin/account", "/admin/account/password",
               {"current": PASSWORD, "new": "another-long-password"})
     assert login(app.test_client(), "sam@example.com", "another-long-password").status_code == 302
+
+
+# --- the admin review's findings (money, notes, confirmation, photos, wording) ---------------------
+
+MONEY_FORMAT = "Enter an amount like 13.60, with at most two decimals."
+MONEY_POSITIVE = "Enter an amount greater than zero."
+MONEY_EMPTY = "Enter an amount, like 13.60."
+MONEY_TOO_LARGE = "Enter an amount under 10 million."
+DAMAGED = [{"line_id": "L1", "quantity": 1, "reason": "damaged"}]
+
+
+def _flashes(page: str, category: str = "error") -> list[str]:
+    return [_html.unescape(m) for m in _re.findall(rf'<p class="flash {category}">(.*?)</p>', page, _re.S)]
+
+
+def _text(fragment: str) -> str:
+    return " ".join(_html.unescape(_re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def _inspected(api, resolution: str = "refund", reason: str = "damaged") -> str:
+    """1 × Linen shirt (49.90), received and restocked (shop API). "damaged": the shop pays
+    the return shipping, so 49.90 is due; "too_small": the customer pays 5.90."""
+    number = create_return(api, "1001", [{"line_id": "L1", "quantity": 1, "reason": reason}],
+                           resolution=resolution)["rma_number"]
+    assert api.post(f"/returns/{number}/receive", json={}).status_code == 200
+    resp = api.post(f"/returns/{number}/items/L1/triage", json={"disposition": "restock", "condition": "new"})
+    assert resp.status_code == 200, resp.get_json()
+    return number
+
+
+def _dispute(app, dispute_id: int) -> Dispute:
+    with app.app_context():
+        dispute = db.session.get(Dispute, dispute_id)
+        db.session.expunge_all()
+        return dispute
+
+
+@pytest.mark.parametrize("typed, stored", [("13.60", "13.60"), ("13,60", "13.60"), ("13", "13.00"),
+                                           (" 13,6 ", "13.60"), ("49.90", "49.90")])
+def test_a_refund_amount_takes_a_point_or_a_french_comma_and_is_stored_exactly(app, signed_in, api, typed, stored):
+    number = _inspected(api)
+    page = f"/admin/returns/{number}"
+    resp = post_form(signed_in, page, f"{page}/refund", {"amount": typed, "reference": "PSP-1"}, follow_redirects=True)
+    html = resp.get_data(as_text=True)
+    assert _flashes(html) == []
+    assert f"Refund of {stored} recorded on {number}." in _flashes(html, "ok")
+    assert get_return(app, number).amount_refunded == Decimal(stored)
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("1.234", MONEY_FORMAT), ("13,605", MONEY_FORMAT), ("abc", MONEY_FORMAT), ("1e3", MONEY_FORMAT),
+    ("NaN", MONEY_FORMAT), ("Infinity", MONEY_FORMAT), ("1,234.50", MONEY_FORMAT), ("١٣", MONEY_FORMAT),
+    ("0", MONEY_POSITIVE), ("0,00", MONEY_POSITIVE), ("-5", MONEY_POSITIVE), ("", MONEY_EMPTY),
+    ("99999999999", MONEY_TOO_LARGE), ("9" * 400, MONEY_TOO_LARGE)])
+def test_a_refund_amount_that_is_not_money_is_refused_with_one_message_and_nothing_recorded(app, signed_in, api,
+                                                                                             typed, message):
+    number = _inspected(api)
+    page = f"/admin/returns/{number}"
+    before = [e.type for e in _events(app, number)]
+    resp = post_form(signed_in, page, f"{page}/refund", {"amount": typed, "reference": "PSP-1"}, follow_redirects=True)
+    html = resp.get_data(as_text=True)
+    errors = _flashes(html)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert "required" not in errors[0] and "recorded" not in html
+    ret = get_return(app, number)
+    assert ret.status == "inspected" and ret.amount_refunded == Decimal("0") and ret.refund_reference is None
+    assert [e.type for e in _events(app, number)] == before
+
+
+def test_the_dispute_amount_is_the_same_money_field_and_errors_are_the_field_messages_only(app, signed_in, api):
+    number = create_return(api, "1001", DAMAGED)["rma_number"]
+    dispute_id = open_dispute(api, number)
+    page = f"/admin/disputes/{dispute_id}"
+    for typed, message in (("12.505", MONEY_FORMAT), ("abc", MONEY_FORMAT), ("0", MONEY_POSITIVE),
+                           ("-1", MONEY_POSITIVE)):
+        resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": typed,
+                                                               "note": "Part of it."}, follow_redirects=True)
+        html = resp.get_data(as_text=True)
+        errors = _flashes(html)
+        assert len(errors) == 1 and message in errors[0], (typed, errors)
+        assert "Not a valid decimal value" not in html and "Number must be" not in html
+        assert _dispute(app, dispute_id).status == "open"
+    # A refusal of the service: its field message alone, not "The request has invalid fields."
+    resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": "99,00", "note": "Part."},
+                     follow_redirects=True)
+    html = resp.get_data(as_text=True)
+    assert _flashes(html) == ["Amount: At most the disputed value, 49.90 EUR."]
+    assert "The request has invalid fields." not in html
+    assert _dispute(app, dispute_id).status == "open"
+    # "12,50", a French decimal comma: 12.50 exactly.
+    resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": "12,50",
+                                                           "note": "We refund part of the shirt."},
+                     follow_redirects=True)
+    assert "Dispute resolved: partial." in _flashes(resp.get_data(as_text=True), "ok")
+    dispute = _dispute(app, dispute_id)
+    assert dispute.status == "resolved" and dispute.resolved_amount == Decimal("12.50")
+
+
+@pytest.mark.parametrize("outcome", ["reject", "accept", "partial"])
+def test_every_dispute_outcome_needs_a_note_for_the_customer(app, signed_in, api, outcome):
+    number = create_return(api, "1001", DAMAGED)["rma_number"]
+    dispute_id = open_dispute(api, number)
+    page = f"/admin/disputes/{dispute_id}"
+    assert _re.search(r'<textarea id="note"[^>]*\brequired\b', signed_in.get(page).get_data(as_text=True))
+    amount = {"amount": "10.00"} if outcome == "partial" else {}
+    for note in ("", "   "):
+        resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": outcome, "note": note, **amount},
+                         follow_redirects=True)
+        errors = _flashes(resp.get_data(as_text=True))
+        assert len(errors) == 1 and "Write a note for the customer" in errors[0], errors
+        assert _dispute(app, dispute_id).status == "open"
+    post_form(signed_in, page, f"{page}/resolve",
+              {"outcome": outcome, "note": "The scratch was not there when we shipped.", **amount})
+    dispute = _dispute(app, dispute_id)
+    assert dispute.status == "resolved" and dispute.outcome == outcome
+    assert dispute.resolution_note == "The scratch was not there when we shipped."
+
+
+def test_cancel_needs_a_confirmation(app, signed_in, api):
+    number = create_return(api, "1001", SMALL)["rma_number"]
+    page = f"/admin/returns/{number}"
+    html = signed_in.get(page).get_data(as_text=True)
+    form = html.split(f'action="/admin/returns/{number}/cancel"')[1].split("</form>")[0]
+    assert 'type="checkbox"' in form and 'name="confirm"' in form
+    before = len(_events(app, number))
+    for data in ({}, {"confirm": ""}):
+        resp = post_form(signed_in, page, f"{page}/cancel", data, follow_redirects=True)
+        errors = _flashes(resp.get_data(as_text=True))
+        assert len(errors) == 1 and "I understand" in errors[0], errors
+        assert get_return(app, number).status == "authorized"
+        assert len(_events(app, number)) == before
+    resp = post_form(signed_in, page, f"{page}/cancel", {"confirm": "y"}, follow_redirects=True)
+    assert f"{number} cancelled." in _flashes(resp.get_data(as_text=True), "ok")
+    assert get_return(app, number).status == "cancelled"
+
+
+def test_the_dispute_page_and_the_receiving_station_show_the_customers_photos(app, signed_in, api):
+    number = customer_return(app, DAMAGED, photos={"L1": [png_bytes(), png_bytes(colour=(20, 90, 200))]})
+    ids = photo_ids(app, number)
+    assert len(ids) == 2
+
+    def shows_photos(html: str) -> bool:
+        return all(f'href="/admin/photos/{pid}"' in html and f'src="/admin/photos/{pid}"' in html for pid in ids)
+
+    assert shows_photos(signed_in.get(f"/admin/receiving/{number}").get_data(as_text=True))  # parcel to receive
+    dispute_id = open_dispute(api, number)
+    assert shows_photos(signed_in.get(f"/admin/disputes/{dispute_id}").get_data(as_text=True))
+    assert shows_photos(signed_in.get(f"/admin/receiving/{number}").get_data(as_text=True))  # triaged
+    for pid in ids:
+        resp = signed_in.get(f"/admin/photos/{pid}")
+        assert resp.status_code == 200 and resp.mimetype == "image/png"
+        from io import BytesIO
+
+        from PIL import Image
+        assert Image.open(BytesIO(resp.data)).size == (48, 32)
+
+
+@pytest.mark.parametrize("typed", ["abc", "3", "-1", "", "1.5"])
+def test_a_received_quantity_that_is_wrong_gets_one_message(app, signed_in, api, typed):
+    number = create_return(api, "1001", SMALL)["rma_number"]
+    page = f"/admin/returns/{number}"
+    item = get_return(app, number).items[0]
+    resp = post_form(signed_in, page, f"{page}/receive", {f"qty_{item.id}": typed, f"cond_{item.id}": "new"},
+                     follow_redirects=True)
+    html = resp.get_data(as_text=True)
+    errors = _flashes(html)
+    assert errors == ["Linen shirt, received: Enter a whole number of units from 0 to 1."], errors
+    assert "Not a valid integer value" not in html and "Number must be" not in html
+    assert get_return(app, number).status == "authorized"
+
+
+def test_a_return_with_nothing_to_refund_shows_no_refund_form_fee_or_due_date(app, signed_in, api):
+    # A refund due: the form, the fee and the date are there.
+    due = _inspected(api, reason="too_small")
+    refund_box = signed_in.get(f"/admin/returns/{due}").get_data(as_text=True)
+    assert f'action="/admin/returns/{due}/refund"' in refund_box
+    assert "Return shipping" in refund_box and "Due by" in refund_box
+    # An exchange (the customer still paid the return shipping): nothing to refund.
+    exchange = _inspected(api, resolution="exchange", reason="too_small")
+    page = f"/admin/returns/{exchange}"
+    for _ in ("inspected", "closed"):
+        html = signed_in.get(page).get_data(as_text=True)
+        assert f'action="/admin/returns/{exchange}/refund"' not in html and "Record refund" not in html
+        assert "Return shipping" not in html and "Due by" not in html
+        assert "No refund is due" in _text(html)
+        if get_return(app, exchange).status == "inspected":
+            assert f'action="/admin/returns/{exchange}/close"' in html
+            post_form(signed_in, page, f"{page}/close", {"note": "Size L shipped"})
+    assert get_return(app, exchange).status == "closed"
+
+
+def test_the_timeline_reads_as_words_not_internal_data(app, signed_in, api):
+    number = customer_return(app, [{"line_id": "L1", "quantity": 1, "reason": "too_small"}],
+                             submission="7b1OgjhhQrOwbm0g")
+    page = f"/admin/returns/{number}"
+    item = get_return(app, number).items[0]
+    post_form(signed_in, page, f"{page}/receive", {f"qty_{item.id}": "1", f"cond_{item.id}": "like_new"})
+    post_form(signed_in, page, f"{page}/items/{item.id}/triage",
+              {f"t{item.id}-disposition": "restock", f"t{item.id}-condition": "like_new", f"t{item.id}-note": ""})
+    html = signed_in.get(page).get_data(as_text=True)
+    timeline = html.split('id="timeline"')[1].split("</section>")[0]
+    text = _text(timeline)
+    assert "Authorized automatically (policy)" in text
+    assert "L1 × 1" in text
+    assert _re.search(r"Condition:? like new", text), text
+    for internal in ("7b1OgjhhQrOwbm0g", "submission", "automatic:", "True", "like_new", "line_id", "[{", "{\""):
+        assert internal not in text, internal
+
+
+def test_the_reassign_list_starts_on_the_current_handler(app, signed_in, api):
+    make_agent(app, "zoe@example.com", "Zoe Handler", role="agent", disputes=True)
+    number = create_return(api, "1001", DAMAGED)["rma_number"]
+    dispute_id = open_dispute(api, number)  # Zoe, the only handler, takes it
+    make_agent(app, "anna@example.com", "Anna Handler", role="agent", disputes=True)
+    html = signed_in.get(f"/admin/disputes/{dispute_id}").get_data(as_text=True)
+    select_html = html.split('id="agent_id"')[1].split("</select>")[0]
+    options = _re.findall(r"<option([^>]*)>([^<]*)</option>", select_html)
+    assert "selected" in options[0][0] and options[0][1].startswith("Zoe Handler (zoe@example.com)")
+    assert "current" in options[0][1]
+    assert [o for o in options if "selected" in o[0]] == [options[0]]
+    assert any(text.startswith("Anna Handler") for _, text in options[1:])
+
+
+def test_an_agent_reply_is_limited_like_the_customers_messages(app, signed_in, api):
+    number = create_return(api, "1001", DAMAGED)["rma_number"]
+    dispute_id = open_dispute(api, number)
+    page = f"/admin/disputes/{dispute_id}"
+    html = signed_in.get(page).get_data(as_text=True)
+    assert _re.search(r'<textarea id="body"[^>]*maxlength="4000"', html)
+    resp = post_form(signed_in, page, f"{page}/messages", {"body": "x" * 4001}, follow_redirects=True)
+    errors = _flashes(resp.get_data(as_text=True))
+    assert len(errors) == 1 and "4000 characters" in errors[0] and "4001" in errors[0], errors
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(DisputeMessage)) == 0
+    resp = post_form(signed_in, page, f"{page}/messages", {"body": "y" * 4000}, follow_redirects=True)
+    assert "Reply sent to the customer." in _flashes(resp.get_data(as_text=True), "ok")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(DisputeMessage)) == 1
+
+
+def test_admin_pages_link_the_favicon(app, client, admin, order):
+    pages = [client.get("/admin/login")]
+    login(client)
+    pages += [client.get(path) for path in ("/admin/queues/all", "/admin/receiving", "/admin/kpis",
+                                            "/admin/returns/RMA-0000-0000")]
+    for resp in pages:
+        match = _re.search(r'<link rel="icon" href="([^"]+)"[^>]*type="image/svg\+xml"', resp.get_data(as_text=True))
+        assert match, resp.request.path
+        icon = client.get(match.group(1))
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_a_long_search_is_cut_short_in_the_heading(app, signed_in, api):
+    resp = signed_in.get("/admin/search", query_string={"q": "x" * 500})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "No return matches" in html
+    heading = html.split("<h1>Search</h1>")[1].split("</p>")[0]
+    assert "x" * 81 not in heading and "x" * 40 in heading and "…" in heading

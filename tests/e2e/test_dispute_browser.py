@@ -177,3 +177,33 @@ def test_only_the_handler_or_an_admin_acts_and_only_admins_reassign(app, api, or
                      follow_redirects=True)
     assert resp.status_code == 200 and "At most the disputed value" in resp.get_data(as_text=True)
     assert client.get("/admin/disputes/unassigned").status_code == 200
+
+
+def test_the_dispute_page_shows_the_customers_photos_and_every_outcome_needs_a_note(app, api, order, page):
+    from .admin_support import customer_return, open_dispute, png_bytes
+    make_agent(app, "grace@shop.test", "Grace Hopper", role="agent", disputes=True)
+    number = customer_return(app, [{"line_id": "L1", "quantity": 1, "reason": "damaged"}],
+                             photos={"L1": [png_bytes()]})
+    dispute_id = open_dispute(api, number)
+    sign_in(page, "grace@shop.test", path=f"/admin/disputes/{dispute_id}")
+
+    # The customer's photo, beside the disputed item: loaded, and a link to the full picture.
+    thumb = page.locator("section[aria-labelledby='ditems-h'] .photos a img")
+    assert thumb.count() == 1 and thumb.is_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth === 48", arg=thumb.element_handle())
+    href = page.locator("section[aria-labelledby='ditems-h'] .photos a").get_attribute("href")
+    photo = page.request.get(page.base + href)
+    assert photo.status == 200 and photo.headers["content-type"] == "image/png"
+
+    # Rejecting without a note: the browser asks for it and nothing is sent.
+    page.locator("#resolve-form input[value='reject']").check()
+    page.locator("#resolve-form button[type=submit]").click()
+    assert page.evaluate("document.querySelector('#note').validity.valueMissing")
+    assert _dispute(app, dispute_id).status == "open"
+    page.fill("#note", "The scratch is on the photo you sent before the parcel left us.")
+    with page.expect_navigation():
+        page.locator("#resolve-form button[type=submit]").click()
+    assert "Dispute resolved: reject." in page.locator(".flashes").inner_text()
+    dispute = _dispute(app, dispute_id)
+    assert dispute.outcome == "reject"
+    assert dispute.resolution_note == "The scratch is on the photo you sent before the parcel left us."
