@@ -41,6 +41,13 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     app.json.sort_keys = False  # keep the contract's field order in responses
     app.url_map.converters["int"] = RowIdConverter  # before any route is added
     logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if str(cfg["LOG_LEVEL"]).upper() != "DEBUG":
+        for chatty in ("weasyprint", "fontTools"):  # a line per font subset and stylesheet at INFO
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    if cfg["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        n = int(cfg["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     if cfg["DATABASE_URL"].startswith("sqlite:///"):
         (ROOT / "instance").mkdir(exist_ok=True)

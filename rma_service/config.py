@@ -85,6 +85,7 @@ SETTINGS: list[Setting] = [
     Setting("UPLOAD_MAX_BYTES", 41_943_040, int, "Largest request body of the customers' return form with its photos, in bytes (the API keeps `RMA_MAX_CONTENT_LENGTH`)."),
     Setting("TIMEZONE", "Europe/Paris", str, "Time zone in which customers read dates and times on the pages (IANA name)."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level."),
+    Setting("PROXY_COUNT", 0, int, "Reverse proxies in front of the service (nginx, a load balancer) whose `X-Forwarded-For`, `-Proto` and `-Host` are trusted. With 0 the client address is the connecting one: behind a proxy every client would share the proxy's address, and with it the per-address rate limits of sign-in and the customer pages."),
     # Mail (sent by the scheduler from the outbox)
     Setting("SMTP_HOST", "localhost", str, "SMTP server the scheduler hands mail to."),
     Setting("SMTP_PORT", 25, int, "SMTP port."),

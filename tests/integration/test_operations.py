@@ -282,3 +282,27 @@ def test_the_readme_configuration_table_is_the_one_the_code_prints(app):
     readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     start = readme.index(table[0])
     assert readme[start:start + len(table)] == table
+
+
+@pytest.mark.parametrize("app_config, seen", [
+    ({"PROXY_COUNT": 1}, "203.0.113.7"),   # behind one trusted proxy: the client's address
+    ({}, "127.0.0.1"),                     # by default a forged header changes nothing
+])
+def test_the_client_address_behind_a_trusted_proxy(app, app_config, seen):
+    """Rate limits per address (sign-in, customer pages) count the client, not the proxy."""
+    from flask import request
+
+    @app.get("/_client")
+    def client_address():
+        return {"address": request.remote_addr, "scheme": request.scheme}
+
+    resp = app.test_client().get("/_client", headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+                                 environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert resp.get_json()["address"] == seen
+    assert resp.get_json()["scheme"] == ("https" if app_config else "http")
+
+
+def test_weasyprint_progress_stays_out_of_an_info_log(app):
+    """Their own level, not the root's (which the test run's migrations set to WARNING)."""
+    assert logging.getLogger("weasyprint").level == logging.WARNING
+    assert logging.getLogger("fontTools").level == logging.WARNING
