@@ -16,9 +16,34 @@ rma = AppGroup("rma", help="RMA service commands.")
 def create_api_key(name: str) -> None:
     """Create an API key for the shop backend; prints the key alone on the last line."""
     from .services.apikeys import create_api_key as create
-    record, key = create(name, clock.now())
+    try:
+        record, key = create(name, clock.now())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"API key '{record.name}' created (prefix {record.prefix}). Store it now: it is not shown again.")
     click.echo(key)
+
+
+@rma.command("list-api-keys")
+def list_api_keys() -> None:
+    """The shop's API keys: prefix, name, created, revoked (never the key: only its hash is kept)."""
+    from .services.apikeys import list_api_keys as keys
+    for record in keys():
+        revoked = f"revoked {clock.rfc3339(record.revoked_at)}" if record.revoked_at else "active"
+        click.echo(f"{record.prefix}  {record.name}  created {clock.rfc3339(record.created_at)}  {revoked}")
+
+
+@rma.command("revoke-api-key")
+@click.argument("key_or_prefix")
+def revoke_api_key(key_or_prefix: str) -> None:
+    """Revoke a key (a leaked one, a retired integration), given by its prefix or whole."""
+    from .services.apikeys import CACHE_SECONDS, revoke_api_key as revoke
+    try:
+        record = revoke(key_or_prefix, clock.now())
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"API key '{record.name}' ({record.prefix}) revoked {clock.rfc3339(record.revoked_at)}; "
+               f"running workers refuse it within {CACHE_SECONDS:.0f} s.")
 
 
 @rma.command("create-agent")
