@@ -17,6 +17,7 @@ from ..domain.status import STATUSES
 from ..extensions import db
 from ..models import Event, Photo, Return
 from ..services import notes as notes_svc
+from ..services import notifications
 from ..services import queues
 from ..services import returns as returns_svc
 from ..services.representation import current_label, refund_block, return_amount_due
@@ -122,6 +123,7 @@ def return_context(ret: Return) -> dict:
         "label": current_label(ret), "dispute": ret.disputes[-1] if ret.disputes else None,
         "actions": actions, "triage_items": triage_items, "triage_forms": triage_forms,
         "events": events, "notes": [e for e in events if e.type == "note"], "photos": item_photos(ret.items),
+        "mails": notifications.mails_of_return(ret.id),
         "timeline": {e.id: describe_event(e) for e in events},
         "action_form": ActionForm(formdata=None), "reject_form": RejectForm(formdata=None),
         "cancel_form": CancelForm(formdata=None),
@@ -209,6 +211,16 @@ def approve(number: str):
     if ActionForm().validate_on_submit():
         attempt(lambda: returns_svc.approve(number, actor(), clock.now()), f"{number} approved.")
     return _back(number)
+
+
+@bp.post("/returns/<number>/mails/<int:mail_id>/send-again")
+def send_mail_again(number: str, mail_id: int):
+    """A mail that failed for good (3 days of refusals) goes out again once the cause is fixed."""
+    ret = _load(number)
+    number = format_number(ret.rma_code)
+    if ActionForm().validate_on_submit():
+        attempt(lambda: notifications.send_again(mail_id, ret.id, clock.now()), "The mail is queued again.")
+    return _back(number, anchor="mails")
 
 
 @bp.post("/returns/<number>/cancel")

@@ -150,6 +150,27 @@ def notify_return_created(ret: Return, now: datetime, payload: Optional[dict[str
                         ret=ret)
 
 
+def mails_of_return(return_id: int) -> list[MailMessage]:
+    """Every mail about a return, oldest first (the admin's return page)."""
+    return list(db.session.scalars(select(MailMessage).where(MailMessage.return_id == return_id)
+                                   .order_by(MailMessage.id)))
+
+
+def send_again(mail_id: int, return_id: int, now: datetime) -> MailMessage:
+    """Queue a failed mail again (the address fixed, the SMTP server back): a new round of
+    attempts with the same ``Message-ID``. Only a ``failed`` mail of that return."""
+    from ..errors import ApiError
+    mail = db.session.get(MailMessage, mail_id)
+    if mail is None or mail.return_id != return_id:
+        raise ApiError(404, "not_found", "No such mail for this return.")
+    if mail.status != "failed":
+        raise ApiError(409, "conflict", "Only a mail that failed can be sent again.")
+    mail.status, mail.attempts, mail.first_attempt_at, mail.next_attempt_at = "pending", 0, None, now
+    mail.locked_until = None
+    db.session.commit()
+    return mail
+
+
 # --- the send_mail job ----------------------------------------------------------------------
 
 def smtp_settings() -> SmtpSettings:

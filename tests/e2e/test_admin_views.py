@@ -750,3 +750,40 @@ def test_a_long_search_is_cut_short_in_the_heading(app, signed_in, api):
     assert resp.status_code == 200 and "No return matches" in html
     heading = html.split("<h1>Search</h1>")[1].split("</p>")[0]
     assert "x" * 81 not in heading and "x" * 40 in heading and "…" in heading
+
+
+def test_a_failed_mail_is_shown_on_the_return_page_and_sent_again(app, signed_in, api, smtp_server):
+    """The customer says the confirmation never came: the agent sees it failed, and why, and
+    sends it again once the cause is fixed (here: the SMTP server back)."""
+    from sqlalchemy import update
+
+    from rma_service.models import MailMessage
+    from tests.outbox import run_jobs
+    number = create_return(api, "1001", SMALL)["rma_number"]
+    with app.app_context():
+        mail_id = db.session.scalar(select(MailMessage.id))
+        db.session.execute(update(MailMessage).values(status="failed", attempts=14, first_attempt_at=NOW,
+                                                      last_error="550 5.1.1 mailbox unavailable"))
+        db.session.commit()
+    page = f"/admin/returns/{number}"
+    html = signed_in.get(page).get_data(as_text=True)
+    assert "failed" in html and "550 5.1.1 mailbox unavailable" in html and "Send again" in html
+    assert f"Your return {number}" in html
+
+    resp = post_form(signed_in, page, f"{page}/mails/{mail_id}/send-again", follow_redirects=True)
+    assert "The mail is queued again." in resp.get_data(as_text=True)
+    app.config["RMA"].update(SMTP_HOST=smtp_server.host, SMTP_PORT=smtp_server.port)
+    assert run_jobs(app, NOW + timedelta(minutes=1), "send_mail") == {"send_mail": 1}
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"].startswith(f"Your return {number}")
+    with app.app_context():
+        mail = db.session.get(MailMessage, mail_id)
+        assert mail.status == "sent" and mail.attempts == 1
+    # A mail that is not failed, or of another return, is not touched.
+    other = create_return(api, "1001", SMALL)["rma_number"]
+    resp = post_form(signed_in, page, f"/admin/returns/{other}/mails/{mail_id}/send-again", follow_redirects=True)
+    assert "No such mail for this return." in resp.get_data(as_text=True)
+    resp = post_form(signed_in, page, f"{page}/mails/{mail_id}/send-again", follow_redirects=True)
+    assert "Only a mail that failed can be sent again." in resp.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(MailMessage, mail_id).status == "sent"
