@@ -3,11 +3,15 @@ no stack trace ever reaches a client."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+import re
+from typing import IO, Any, Optional
 
+import flask
 from flask import Flask, Response, json, render_template, request
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from .domain import DomainError
 
@@ -66,6 +70,10 @@ def problem(status: int, code: str, detail: str, errors: Optional[dict] = None,
         "detail": detail,
         "code": code,
     }
+    if status == 422 and not errors:
+        # The contract: every 422 names what is wrong. A 422 raised with a detail only (a rule
+        # about the request as a whole) says it under "_schema", like an unreadable body.
+        errors = {"_schema": [detail]}
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
@@ -119,32 +127,85 @@ def respond(status: int, code: str, detail: str, errors: Optional[dict] = None,
     return resp
 
 
-def _nul_at(value: Any, path: str = "") -> Optional[str]:
-    """Where a NUL character hides in decoded JSON (``items.0.comment``), if anywhere."""
-    if isinstance(value, str):
-        return (path or "_schema") if "\x00" in value else None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if isinstance(key, str) and "\x00" in key:
-            return f"{path}.{key}" if path else key
-        found = _nul_at(item, f"{path}.{key}" if path else str(key))
-        if found:
-            return found
+NUL_MESSAGE = "NUL characters (U+0000) are not allowed."
+SURROGATE_MESSAGE = "Unpaired surrogate characters (U+D800 to U+DFFF) are not allowed."
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# In raw JSON a surrogate can only be an escape (UTF-8 cannot encode one): "\ud800" to "\udfff",
+# hex digits in either case. A valid pair matches too; the decoded text tells them apart.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Endpoints that check their body's characters themselves (with ``invalid_characters``), once
+# the request is authenticated: a carrier's signature is checked before its body is parsed.
+BODY_CHECKED_BY_VIEW: set[str] = {"api.carrier_events"}  # api/carriers.py
+
+
+def _character_problem(text: str) -> Optional[str]:
+    """Why ``text`` cannot be stored, if it cannot: a NUL (PostgreSQL text refuses it) or a
+    lone surrogate (not encodable as UTF-8, so no database driver can send it)."""
+    if "\x00" in text:
+        return NUL_MESSAGE
+    if _SURROGATE.search(text):
+        return SURROGATE_MESSAGE
     return None
 
 
-def _reject_nul_characters() -> Optional[Response]:
+def invalid_characters(value: Any) -> Optional[dict[str, list[str]]]:
+    """The first key or string of decoded JSON holding a character that cannot be stored, as a
+    422's ``errors`` (``{"items.0.comment": [...]}``); None when there is none.
+
+    Iterative, not recursive: the value may be nested as deeply as the JSON decoder allows,
+    deeper than Python's recursion limit leaves room for here."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            message = _character_problem(node)
+            if message:
+                return {path or "_schema": [message]}
+            continue
+        if isinstance(node, dict):
+            pairs: Any = node.items()
+        elif isinstance(node, list):
+            pairs = enumerate(node)
+        else:
+            continue
+        children = []
+        for key, item in pairs:
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                message = _character_problem(key)
+                if message:  # the field's name itself: echoed without the culprit
+                    return {_UNSTORABLE.sub("", name) or "_schema": [message]}
+            children.append((name, item))
+        stack.extend(reversed(children))  # depth first, in document order
+    return None
+
+
+def _json_body_characters() -> Optional[dict[str, list[str]]]:
+    """``invalid_characters`` of the JSON body, decoded only when its raw bytes hold an escape
+    that could produce one (``\\u0000``, ``\\ud800``…``\\udfff``): most bodies are never decoded
+    twice. A body that does not decode (malformed, nested too deeply, a number too long) is
+    left to the parser, which says so."""
+    raw = request.get_data(cache=True)
+    if b"\\u" not in raw or (b"\\u0000" not in raw and not _SURROGATE_ESCAPE.search(raw)):
+        return None
+    try:
+        decoded = request.get_json(silent=True)
+    except RecursionError:
+        return None
+    return invalid_characters(decoded)
+
+
+def _reject_unstorable_characters() -> Optional[Response]:
     """A NUL character can't be stored (PostgreSQL text refuses it) and has no business in an
-    order number, a name or a comment: refuse it up front, in the path, the query string, a
-    form or a JSON body, instead of failing deep in the database with a 500."""
-    where = None
+    order number, a name or a comment; neither has a lone UTF-16 surrogate, which JSON can
+    carry as an escape ("\\udc00") and no database driver can encode. Refuse them up front, in
+    the path, the query string, a form or a JSON body, instead of failing deep in the database
+    with a 500. (The path, query and forms are decoded by werkzeug as UTF-8 with replacement:
+    they can hold a NUL but never a surrogate.)"""
+    errors: Optional[dict[str, list[str]]] = None
     if "\x00" in request.path:
-        where = "path"
+        errors = {"path": [NUL_MESSAGE]}
     else:
         sources = [("query", request.args)]
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -152,24 +213,87 @@ def _reject_nul_characters() -> Optional[Response]:
         for source, values in sources:
             for key, value in values.items(multi=True):
                 if "\x00" in key or "\x00" in value:
-                    where = key.replace("\x00", "") or source
+                    errors = {key.replace("\x00", "") or source: [NUL_MESSAGE]}
                     break
-            if where:
+            if errors:
                 break
-        # A JSON body can only carry a NUL as the escape "\u0000" (a raw control character is
-        # not JSON): the decoded body is walked only when the raw bytes have one.
-        if where is None and request.is_json and b"\\u0000" in request.get_data(cache=True):
-            where = _nul_at(request.get_json(silent=True))
-    if where is None:
+        # A JSON body can only carry these as escapes (a raw control character is not JSON,
+        # UTF-8 has no surrogates): the decoded body is walked only when the raw bytes have one.
+        if errors is None and request.is_json and request.endpoint not in BODY_CHECKED_BY_VIEW:
+            errors = _json_body_characters()
+    if errors is None:
         return None
-    errors = {where: ["NUL characters (U+0000) are not allowed."]}
     if _wants_problem():
         return problem(422, "validation_error", "The request has invalid fields.", errors)
     return _page(400, "invalid_character", "The form contains a character that is not allowed.")
 
 
+class _BodyWithin(LimitedStream):
+    """A body of unknown length (``Transfer-Encoding: chunked``), read up to a maximum.
+
+    werkzeug's ``LimitedStream(is_max=True)`` complains (413) only when a read is attempted at
+    the maximum, and its ``read()`` of everything stops at the maximum without attempting one:
+    a larger body came out silently cut at the limit (then "Invalid JSON body", or worse, a
+    valid prefix: JSON followed by blanks was accepted). Here reaching the limit looks one byte
+    further: more data is a 413, the end of the stream an ordinary end (a body of exactly the
+    limit is fine)."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__(stream, limit, is_max=True)
+
+    def on_exhausted(self) -> None:
+        if self._stream.read(1):
+            raise RequestEntityTooLarge()
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if self.is_exhausted:
+            self.on_exhausted()
+        return data
+
+
+class Request(flask.Request):
+    """Flask's request, with a chunked body held to ``max_content_length`` (see _BodyWithin).
+
+    With a Content-Length werkzeug already answers 413 before reading; the limit is read when
+    the body is first read, so the customers' form still gets its larger limit
+    (``RMA_UPLOAD_MAX_BYTES``, set by web._upload_limit before anything reads the body)."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        if self.shallow:
+            raise RuntimeError("This request was created with 'shallow=True': reading the body is disabled.")
+        limit = self.max_content_length
+        if limit is not None and self.content_length is None and "wsgi.input_terminated" in self.environ:
+            return _BodyWithin(self.environ["wsgi.input"], limit)
+        return get_input_stream(self.environ, max_content_length=limit)
+
+
+def item_problem_errors(code: str, problems: dict[int, dict]) -> dict[str, list[str]]:
+    """The contract's ``errors`` of a ``not_eligible`` / ``quantity_exceeded`` problem, from
+    whatever each item's details hold: policy.check_items gives the reason code or the units
+    left, a reservation lost to a concurrent request (services/returns.py::_reserve_units)
+    only the line."""
+    errors: dict[str, list[str]] = {}
+    for index, details in sorted(problems.items()):
+        if code == "not_eligible":
+            reason = details.get("reason_code") or "not_eligible"
+            errors[f"items.{index}.line_id"] = [f"This item cannot be returned ({reason})."]
+            continue
+        left = details.get("returnable_quantity")
+        if left is None:
+            message = "More units requested than are left to return."
+        elif left <= 0:
+            message = "Nothing is left to return on this line."
+        else:
+            message = f"Only {left} left to return."
+        errors[f"items.{index}.quantity"] = [message]
+    return errors
+
+
 def register_error_handlers(app: Flask) -> None:
-    app.before_request(_reject_nul_characters)
+    app.request_class = Request  # a chunked body over the limit is a 413 (see Request)
+    app.before_request(_reject_unstorable_characters)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -181,9 +305,11 @@ def register_error_handlers(app: Flask) -> None:
         extra = {}
         if "status" in exc.extra:  # InvalidTransition: say where the return stands
             extra["current_status"], extra["action"] = exc.extra["status"], exc.extra.get("action")
+        errors = None
         if "problems" in exc.extra:
             extra["items"] = [dict(index=i, **p) for i, p in sorted(exc.extra["problems"].items())]
-        return respond(status, exc.code, exc.detail, **extra)
+            errors = item_problem_errors(exc.code, exc.extra["problems"]) or None
+        return respond(status, exc.code, exc.detail, errors, **extra)
 
     @app.errorhandler(StaleDataError)
     def _stale(exc: StaleDataError):

@@ -6,7 +6,7 @@ import hashlib
 import marshmallow as ma
 from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 
 from .. import clock
 from ..errors import ApiError
@@ -16,7 +16,10 @@ from ..services import apikeys, idempotency
 
 class _Parser(FlaskParser):
     """webargs makes a new instance of a schema class on every request (and marshmallow
-    deep-copies its fields each time); an instance per class, made once, loads the same."""
+    deep-copies its fields each time); an instance per class, made once, loads the same.
+
+    webargs also turns only a JSONDecodeError into "Invalid JSON body."; the decoder has two
+    more ways to refuse a body, which were 500s: see ``load_json``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -27,6 +30,18 @@ class _Parser(FlaskParser):
             schema = self._schemas.get(argmap)
             return schema if schema is not None else self._schemas.setdefault(argmap, argmap())
         return super()._get_schema(argmap, req)
+
+    def load_json(self, req, schema: ma.Schema):
+        """A body nested deeper than the decoder's recursion limit (``[[[…]]]``: RecursionError)
+        or with an integer literal longer than Python converts (4300 digits: a ValueError that
+        is no JSONDecodeError) is unreadable JSON too: the same 422 as a malformed body
+        (errors.py turns this 400 with messages into a 422 ``validation_error``), saying why."""
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:
+            abort(400, messages={"json": ["Invalid JSON body: nested too deeply."]})
+        except ValueError:
+            abort(400, messages={"json": ["Invalid JSON body: a number has too many digits."]})
 
 
 class _Blueprint(Blueprint):

@@ -10,8 +10,9 @@ even parsed: a missing or bad signature, a stale timestamp or an unknown carrier
 Body: one event ``{"event_id", "tracking_number", "status", "occurred_at"}`` or a batch
 ``{"events": [event, …]}`` (at most 100); ``status`` is the carrier's own word (normalised by
 ``domain.tracking``), ``occurred_at`` RFC 3339 with an offset. Unknown fields are ignored
-(carriers add their own); a missing or malformed field → 422 ``validation_error`` and nothing
-is written (a batch is validated whole first).
+(carriers add their own); a missing or malformed field (a NUL or a lone surrogate escape in a
+text too) → 422 ``validation_error`` and nothing is written (a batch is validated whole first).
+A body that is not JSON (malformed, nested too deeply, a number too long) → 422 too.
 
 Answers (per event: ``{"event_id", "duplicate", "matched", "status", "applied"}``):
 
@@ -31,7 +32,7 @@ from flask import jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from .. import clock
-from ..errors import ApiError, flatten_messages
+from ..errors import ApiError, flatten_messages, invalid_characters
 from ..services import labels as svc
 from . import blp
 
@@ -109,10 +110,16 @@ def carrier_events(carrier):
     svc.verify_carrier_signature(carrier, body, request.headers, now)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # malformed, not UTF-8, nested too deeply, a number too long
         raise ApiError(422, "validation_error", "The body is not JSON.",
                        errors={"_schema": ["Send a JSON object."]}) from None
     events, batch = _parse(payload)
+    # A NUL or a lone surrogate escape cannot be stored: checked here, after the signature,
+    # whatever the Content-Type (errors.BODY_CHECKED_BY_VIEW: the app's guard leaves this body
+    # alone), in the fields kept only (carriers add their own, ignored).
+    bad = invalid_characters({"events": events} if batch else events[0])
+    if bad:
+        raise ApiError(422, "validation_error", "The request has invalid fields.", errors=bad)
     results = [svc.record_tracking_event(carrier, event, now) for event in events]
     # Responses are built here (the decorators above document them): one shape or the other.
     if batch:

@@ -31,9 +31,13 @@ class Replay:
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """The request as the key remembers it: a JSON body canonicalised (key order and spacing
+    do not make another request). A body that is not JSON, or that the decoder refuses (nested
+    too deeply: a RecursionError; a number too long: a ValueError), is taken as its bytes; the
+    parser answers it with a 422 afterwards, which the key then replays."""
     try:
         canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):
         canonical = body
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
@@ -63,7 +67,8 @@ def claim(api_key_id: int, key: str, fingerprint: str, now: datetime, ttl_hours:
             continue
         if existing.request_hash != fingerprint:
             raise ApiError(422, "idempotency_key_reused",
-                           "This Idempotency-Key was used with a different request body.")
+                           "This Idempotency-Key was used with a different request body.",
+                           errors={"Idempotency-Key": ["Already used with another request body."]})
         if existing.state == "running":
             raise ApiError(409, "conflict", "A request with this Idempotency-Key is still being processed.")
         return None, Replay(existing.response_status or 200, existing.response_body or "",

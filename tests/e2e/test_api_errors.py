@@ -2,13 +2,18 @@
 and nothing written."""
 from __future__ import annotations
 
+import html
+import http.client
+import io
 import json
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from rma_service.models import Event, IdempotencyKey, Order, OutboxEvent, Return
 from tests.conftest import count, order_body, return_body
@@ -312,3 +317,278 @@ def test_workers_share_the_rate_limit_through_redis(app, api, order, app_config,
     config = {"DATABASE_URL": app.config["RMA"]["DATABASE_URL"], "SECRET_KEY": "test-secret", "TESTING": True,
               **app_config}
     assert _from_another_worker(config, api.key, 2) == other_statuses
+
+
+# --- every 422 names its fields (the contract: "A 422 adds errors") --------------------------
+
+@pytest.mark.parametrize("items, code, errors, details", [
+    ([{"line_id": "L1", "quantity": 1, "reason": "damaged"},
+      {"line_id": "L3", "quantity": 1, "reason": "changed_mind"}],
+     "not_eligible", {"items.1.line_id": ["This item cannot be returned (not_returnable)."]},
+     [{"index": 1, "line_id": "L3", "reason_code": "not_returnable"}]),
+    ([{"line_id": "L2", "quantity": 1, "reason": "damaged"}, {"line_id": "L1", "quantity": 3, "reason": "damaged"}],
+     "quantity_exceeded", {"items.1.quantity": ["Only 2 left to return."]},
+     [{"index": 1, "line_id": "L1", "requested": 3, "returnable_quantity": 2}]),
+])
+def test_item_problems_name_the_field_in_errors_and_keep_items(app, api, order, items, code, errors, details):
+    """not_eligible and quantity_exceeded are 422s: ``errors`` keyed by the item's field, beside
+    the ``items`` details clients already read."""
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body(items=items)), 422, code)
+    assert body["errors"] == errors
+    assert body["items"] == details
+    assert snapshot(app) == before
+
+
+def test_nothing_left_on_a_line_says_so_in_errors(app, api, order):
+    api.post("/returns", json=return_body(items=[{"line_id": "L1", "quantity": 2, "reason": "damaged"}]))
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body()), 422, "quantity_exceeded")
+    assert body["errors"] == {"items.0.quantity": ["Nothing is left to return on this line."]}
+    assert body["items"] == [{"index": 0, "line_id": "L1", "requested": 1, "returnable_quantity": 0}]
+    assert snapshot(app) == before
+
+
+def test_a_lost_reservation_race_still_names_the_fields(app, api, order, monkeypatch):
+    """Another request took the units between the check and the reservation
+    (services/returns.py::_reserve_units): the problem then knows only the line of each item;
+    ``errors`` is built from that."""
+    from rma_service.services import returns as returns_service
+    monkeypatch.setattr(returns_service, "_reserve", lambda line, quantity: False)
+    before = snapshot(app)
+    body = assert_problem(api.post("/returns", json=return_body(items=[
+        {"line_id": "L1", "quantity": 1, "reason": "damaged"}, {"line_id": "L2", "quantity": 1, "reason": "damaged"},
+        {"line_id": "L1", "quantity": 1, "reason": "too_small"}])), 422, "quantity_exceeded")
+    message = ["More units requested than are left to return."]
+    assert body["errors"] == {"items.0.quantity": message, "items.2.quantity": message}
+    assert body["items"] == [{"index": 0, "line_id": "L1"}, {"index": 2, "line_id": "L1"}]
+    assert snapshot(app) == before
+
+
+def test_idempotency_key_reused_names_the_header(app, api, order):
+    headers = {"Idempotency-Key": "k-reused"}
+    assert api.post("/returns", json=return_body(), headers=headers).status_code == 201
+    before = snapshot(app)
+    other = return_body(items=[{"line_id": "L2", "quantity": 1, "reason": "damaged"}])
+    body = assert_problem(api.post("/returns", json=other, headers=headers), 422, "idempotency_key_reused")
+    assert body["errors"] == {"Idempotency-Key": ["Already used with another request body."]}
+    assert snapshot(app) == before and count(app, IdempotencyKey) == 1
+
+
+def test_a_422_raised_without_field_errors_still_has_errors(app, api):
+    """A safety net for any 422 raised with a detail only: the body is still the contract's."""
+    from rma_service.errors import ApiError
+
+    def bare():
+        raise ApiError(422, "validation_error", "Something about the request as a whole.")
+    app.add_url_rule("/api/v1/_bare422", "bare422", bare)
+    body = assert_problem(api.get("/_bare422"), 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Something about the request as a whole."]}
+
+
+# --- bad JSON is a 422, never a 500 ------------------------------------------------------------
+
+SURROGATE = ["Unpaired surrogate characters (U+D800 to U+DFFF) are not allowed."]
+
+
+def _raw(api, method: str, path: str, raw: str, **headers):
+    send = api.put if method == "PUT" else api.post
+    return send(path, data=raw.encode(), headers={"Content-Type": "application/json", **headers})
+
+
+@pytest.mark.parametrize("method, path, raw, field", [
+    ("PUT", "/orders/2001", json.dumps(order_body(customer={"email": "zoe@example.com", "name": "Zo\udc00",
+                                                             "locale": "fr"})), "customer.name"),
+    ("PUT", "/orders/2001", json.dumps(order_body(customer={"email": "zoe@example.com", "name": "\ud800",
+                                                             "locale": "fr"})), "customer.name"),
+    # a high surrogate followed by something that is not a low one
+    ("PUT", "/orders/2001", json.dumps(order_body(customer={"email": "zoe@example.com", "name": "\ud83dA",
+                                                             "locale": "fr"})), "customer.name"),
+    ("PUT", "/orders/2001", json.dumps(order_body(customer={"email": "zoe@example.com", "name": "\ud83d\ud83d",
+                                                             "locale": "fr"})), "customer.name"),
+    # upper-case hex digits are the same escape
+    ("POST", "/returns", json.dumps(return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "other",
+                                                         "comment": "torn XDC00"}])).replace("XDC00", "\\uDC00"),
+     "items.0.comment"),
+    ("POST", "/webhook-endpoints", json.dumps({"url": "https://shop.example/\udc00", "events": ["*"]}), "url"),
+])
+def test_lone_surrogates_are_a_validation_error(app, api, order, method, path, raw, field):
+    """JSON can escape half of a UTF-16 pair ("\\udc00") that no database text can store (a
+    UnicodeEncodeError when written: it was a 500): refused up front, nothing written."""
+    from rma_service.models import WebhookEndpoint
+    assert "\\ud" in raw.lower()
+    before = snapshot(app)
+    body = assert_problem(_raw(api, method, path, raw), 422, "validation_error")
+    assert body["errors"] == {field: SURROGATE}
+    assert snapshot(app) == before and count(app, WebhookEndpoint) == 0
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_accepted(app, api, order):
+    """An escaped pair ("\\ud83d\\ude00") is one emoji, U+1F600: fine in a comment and a name."""
+    raw = json.dumps(return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "ok 😀"}]))
+    assert "\\ud83d\\ude00" in raw
+    resp = _raw(api, "POST", "/returns", raw)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["items"][0]["comment"] == "ok 😀"
+    raw = json.dumps(order_body(customer={"email": "ada@example.com", "name": "Ada 😀", "locale": "en"}))
+    resp = _raw(api, "PUT", "/orders/1001", raw.replace("\\ud83d\\ude00", "\\uD83D\\uDE00"))
+    assert resp.status_code == 200, resp.get_json()
+    assert api.get("/orders/1001").get_json()["customer"]["name"] == "Ada 😀"
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/orders/10%ED%A0%80", 404),                        # UTF-8 of U+D800: invalid, decoded as U+FFFD
+    ("/returns?email=ada%ED%B0%80@example.com", 200),
+])
+def test_path_and_query_cannot_carry_a_surrogate(app, api, order, path, status):
+    """werkzeug decodes percent-escapes as UTF-8 with replacement: no surrogate reaches the app."""
+    before = snapshot(app)
+    assert api.get(path).status_code == status
+    assert snapshot(app) == before
+
+
+DEEP = ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000,
+        # the NUL guard decodes the body when it has an escape: it must cope too
+        '{"a":' * 100_000 + '"\\u0000"' + "}" * 100_000, "[" * 100_000 + '"\\udc00"' + "]" * 100_000]
+
+
+@pytest.mark.parametrize("raw", DEEP, ids=["list", "object", "object_nul", "list_surrogate"])
+@pytest.mark.parametrize("method, path", [("POST", "/returns"), ("PUT", "/orders/2001")])
+@pytest.mark.parametrize("key", [None, "deep-1"])
+def test_deeply_nested_json_is_a_validation_error(app, api, order, raw, method, path, key):
+    """A RecursionError in the JSON decoder (the parser, the idempotency fingerprint) was a 500."""
+    before = snapshot(app)
+    headers = {"Idempotency-Key": key} if key else {}
+    body = assert_problem(_raw(api, method, path, raw, **headers), 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Invalid JSON body: nested too deeply."]}
+    assert snapshot(app) == before
+    if key and method == "POST":  # a 422 is the key's answer: the same body replays it
+        again = _raw(api, method, path, raw, **headers)
+        assert again.status_code == 422 and again.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize("depth", [100, 500, 900, 950, 990, 1000, 1100, 5000])
+def test_json_nested_around_the_recursion_limit_is_never_a_500(app, api, order, depth):
+    before = snapshot(app)
+    for raw in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth,
+                json.dumps(return_body())[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"):
+        resp = _raw(api, "POST", "/returns", raw, **{"Idempotency-Key": f"d-{depth}-{len(raw)}"})
+        assert_problem(resp, 422, "validation_error")
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("method, path, raw", [
+    ("POST", "/returns", json.dumps(return_body()).replace('"quantity": 1', '"quantity": 1' + "0" * 5000)),
+    ("PUT", "/orders/2001", json.dumps(order_body()).replace('"quantity": 2', '"quantity": ' + "9" * 4301)),
+])
+def test_an_integer_with_too_many_digits_is_a_validation_error(app, api, order, method, path, raw):
+    """Python refuses to convert an integer literal of more than 4300 digits (a ValueError that
+    is not a JSONDecodeError: it was a 500)."""
+    before = snapshot(app)
+    body = assert_problem(_raw(api, method, path, raw), 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Invalid JSON body: a number has too many digits."]}
+    assert snapshot(app) == before
+
+
+# --- a chunked body (no Content-Length) over the limit is a 413, not a truncated body ------------
+
+def _without_content_length(client, path: str, body: bytes, headers: dict):
+    """What a WSGI server that decodes ``Transfer-Encoding: chunked`` (gunicorn, werkzeug's
+    server) hands the app: the body as a stream that ends, no CONTENT_LENGTH, and
+    ``wsgi.input_terminated``."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+    environ = EnvironBuilder(path=path, method="POST", input_stream=io.BytesIO(body),
+                             headers={**headers, "Transfer-Encoding": "chunked"}).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    return client.open(Request(environ))  # (a dict would be rebuilt, with a CONTENT_LENGTH again)
+
+
+def _chunked_post(url: str, path: str, body: bytes, headers: dict, chunk: int = 8192) -> tuple[int, str, bytes]:
+    """A real ``Transfer-Encoding: chunked`` request (http.client encodes the chunks)."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", path, body=(body[i:i + chunk] for i in range(0, len(body), chunk)),
+                     headers=headers, encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type", ""), resp.read()
+    finally:
+        conn.close()
+
+
+LIMIT = 20_000
+
+
+def _padded(size: int) -> bytes:
+    """A valid return request padded with trailing spaces to ``size`` bytes: cut anywhere after
+    the JSON it is still valid JSON (a truncated body was silently accepted)."""
+    raw = json.dumps(return_body()).encode()
+    return raw + b" " * (size - len(raw))
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": LIMIT}])
+@pytest.mark.parametrize("body", [_padded(LIMIT + 1), _padded(3 * LIMIT),
+                                  json.dumps(return_body(items=[{"line_id": "L1", "quantity": 1, "reason": "other",
+                                                                 "comment": "x" * 3 * LIMIT}])).encode()],
+                         ids=["one_byte_over", "padded", "long_comment"])
+def test_a_chunked_body_over_the_limit_is_413(app, api, order, app_config, body):
+    before = snapshot(app)
+    resp = _without_content_length(api.client, "/api/v1/returns", body,
+                                   {"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"})
+    assert_problem(resp, 413, "payload_too_large")
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": LIMIT}])
+def test_a_chunked_body_up_to_the_limit_is_read_whole(app, api, order, app_config):
+    resp = _without_content_length(api.client, "/api/v1/returns", _padded(LIMIT),
+                                   {"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"})
+    assert resp.status_code == 201, resp.get_json()
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": LIMIT}])
+def test_chunked_requests_to_a_real_server(app, api, order, live_server, app_config):
+    """Through werkzeug's HTTP server, which decodes the chunks like gunicorn does."""
+    headers = {"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"}
+    before = snapshot(app)
+    for body in (_padded(LIMIT + 1), _padded(3 * LIMIT)):
+        status, ctype, raw = _chunked_post(live_server.url, "/api/v1/returns", body, headers)
+        assert (status, ctype, json.loads(raw)["code"]) == (413, "application/problem+json", "payload_too_large")
+    assert snapshot(app) == before
+    status, _, raw = _chunked_post(live_server.url, "/api/v1/returns", _padded(LIMIT), headers)
+    assert status == 201, raw[:500]
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": LIMIT, "UPLOAD_MAX_BYTES": 10 * LIMIT}])
+def test_the_customers_form_keeps_its_own_limit_when_chunked(app, client, order, live_server, app_config):
+    """The return form with photos may be larger than the API's limit (RMA_UPLOAD_MAX_BYTES),
+    chunked or not; beyond its own limit it is the friendly 413 page."""
+    from urllib3 import encode_multipart_formdata
+
+    from tests.web_helpers import csrf, lookup, review
+    assert lookup(client).status_code == 302
+    summary = review(client, {"L1": (1, "damaged")}, follow_redirects=True).get_data(as_text=True)
+    draft = re.search(r'id="draft" name="draft" type="hidden" value="([^"]+)"', summary).group(1)
+    cookie = f"session={client.get_cookie('session').value}"
+
+    def form(photo: bytes) -> tuple[bytes, str]:
+        return encode_multipart_formdata({"csrf_token": csrf(summary), "draft": html.unescape(draft),
+                                          "photos-0": ("noise.jpg", photo, "image/jpeg")})
+
+    too_big, ctype = form(b"x" * 11 * LIMIT)
+    status, _, page = _chunked_post(live_server.url, "/returns/order/submit", too_big,
+                                    {"Content-Type": ctype, "Cookie": cookie})
+    assert status == 413 and b"The files are too large" in page
+    assert count(app, Return) == 0
+
+    noise = io.BytesIO()
+    Image.effect_noise((200, 200), 80).convert("RGB").save(noise, "JPEG", quality=95)
+    assert LIMIT < len(noise.getvalue()) < 10 * LIMIT
+    body, ctype = form(noise.getvalue())
+    status, _, page = _chunked_post(live_server.url, "/returns/order/submit", body,
+                                    {"Content-Type": ctype, "Cookie": cookie})
+    assert status == 302, page[:2000]
+    assert count(app, Return) == 1

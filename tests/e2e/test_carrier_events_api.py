@@ -2,6 +2,7 @@
 the HTTP app. The label is issued first by the job against a real local HTTP carrier."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta
 
@@ -259,3 +260,78 @@ def test_the_endpoint_is_in_the_openapi_document(client):
     assert operation["security"] == []
     assert "202" in operation["responses"] and "401" in operation["responses"]
     assert "/api/v1/returns/{rma_number}/label/reissue" in spec["paths"]
+
+
+# --- unreadable bodies and unstorable characters: 422 (never a 500), nothing stored -----------
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,                          # RecursionError in the decoder
+    b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    json.dumps(event()).replace('"ev_1"', "1" * 5000).encode(),  # an integer beyond 4300 digits
+    b"\xff\xfe{}",                                             # not UTF-8
+], ids=["list", "object", "events", "long_integer", "not_utf8"])
+def test_an_unreadable_body_is_the_same_422_as_malformed_json(app, client, shipped, raw):
+    """Whatever stops the decoder, the answer is the one a malformed body gets."""
+    before = state(app, shipped)
+    resp = post(client, None, raw=raw)
+    assert resp.status_code == 422 and resp.mimetype == "application/problem+json"
+    problem = resp.get_json()
+    assert problem["code"] == "validation_error" and problem["errors"] == {"_schema": ["Send a JSON object."]}
+    assert problem == post(client, None, raw=b"{not json").get_json()
+    assert state(app, shipped) == before
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+@pytest.mark.parametrize("body, field, message", [
+    (event(event_id="ev_\udc00"), "event_id", "Unpaired surrogate characters (U+D800 to U+DFFF) are not allowed."),
+    (event(status="picked_up\ud83d"), "status", "Unpaired surrogate characters (U+D800 to U+DFFF) are not allowed."),
+    ({"events": [event("ev_1"), event("ev_2", tracking_number="ACME\x00")]}, "events.1.tracking_number",
+     "NUL characters (U+0000) are not allowed."),
+])
+def test_unstorable_characters_are_422_after_the_signature(app, client, shipped, content_type, body, field, message):
+    """A lone surrogate escape cannot be encoded for the database (a 500), a NUL cannot be
+    stored by PostgreSQL: refused with the field named, whatever the Content-Type, and only
+    once the signature is good (an unsigned one is still a 401)."""
+    raw = json.dumps(body).encode()
+    assert b"\\ud" in raw or b"\\u0000" in raw
+    before = state(app, shipped)
+    unsigned = client.post("/api/v1/carrier-events/acme", data=raw, content_type=content_type,
+                           headers={"RMA-Signature": "t=1,v1=00"})
+    assert unsigned.status_code == 401 and unsigned.get_json()["code"] == "unauthorized"
+    resp = client.post("/api/v1/carrier-events/acme", data=raw, content_type=content_type,
+                       headers={"RMA-Signature": sign(SECRET, raw, int(NOW.timestamp()))})
+    assert resp.status_code == 422 and resp.mimetype == "application/problem+json"
+    assert resp.get_json()["code"] == "validation_error" and resp.get_json()["errors"] == {field: [message]}
+    assert state(app, shipped) == before
+
+
+def test_unstorable_characters_in_a_field_the_service_ignores_are_harmless(app, client, shipped):
+    resp = post(client, event(note="carrier's own \udc00 field"))
+    assert resp.status_code == 200 and resp.get_json()["applied"] is True
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_accepted(app, client, shipped):
+    raw = json.dumps(event(event_id="ev_😀"))
+    assert "\\ud83d\\ude00" in raw
+    resp = post(client, None, raw=raw.encode())
+    assert resp.status_code == 200 and resp.get_json()["event_id"] == "ev_😀"
+
+
+@pytest.mark.parametrize("app_config", [{"MAX_CONTENT_LENGTH": 10_000}])
+def test_a_chunked_body_over_the_limit_is_413(app, client, shipped, app_config):
+    """Sent chunked (no Content-Length, the server ends the stream), a larger body was cut at the
+    limit; the prefix then failed the signature (401). It is a 413, before anything is parsed."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+    raw = json.dumps(event()).encode() + b" " * 20_000
+    before = state(app, shipped)
+    environ = EnvironBuilder(path="/api/v1/carrier-events/acme", method="POST", input_stream=io.BytesIO(raw),
+                             content_type="application/json",
+                             headers={"RMA-Signature": sign(SECRET, raw, int(NOW.timestamp())),
+                                      "Transfer-Encoding": "chunked"}).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    resp = client.open(Request(environ))
+    assert resp.status_code == 413 and resp.get_json()["code"] == "payload_too_large"
+    assert state(app, shipped) == before
