@@ -49,7 +49,10 @@ def items_form(page: str, lines: dict[str, tuple], resolution: Optional[str] = "
 
 
 def review(client, lines: dict[str, tuple], resolution: Optional[str] = "refund", **kw):
+    """Send the items page and follow its redirect (Post/Redirect/Get): the answer is the
+    summary page, or the items page again with its problems."""
     page = client.get("/returns/order").get_data(as_text=True)
+    kw.setdefault("follow_redirects", True)
     return client.post("/returns/order/review", data=items_form(page, lines, resolution), **kw)
 
 

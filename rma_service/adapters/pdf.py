@@ -93,9 +93,9 @@ _STRINGS: dict[str, dict[str, str]] = {
         "instructions": ("Placez ce bordereau dans le colis avec les articles ci-dessous. "
                          "Collez l’étiquette (page 1) sur le colis en masquant toute ancienne "
                          "étiquette ou tout ancien code-barres, puis confiez le colis à {carrier}."),
-        "deadline": "Merci de l’envoyer avant le {date} ; passé cette date, l’étiquette n’est "
+        "deadline": "Merci de l’envoyer avant le {date}\u00a0; passé cette date, l’étiquette n’est "
                     "plus valable.",
-        "thanks": "Merci !",
+        "thanks": "Merci\u00a0!",
     },
 }
 

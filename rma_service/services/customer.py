@@ -25,8 +25,9 @@ from ..extensions import db
 from ..models import Dispute, DisputeMessage, Event, Label, Order, Return
 from . import policy, settings
 from . import returns as returns_service
+from .orders import customer_order_number
 from .photos import CleanPhoto, PhotoError, clean_photo
-from .representation import current_label, refund_block, return_amount_due
+from .representation import current_label, items_value, refund_block, return_amount_due
 from .tokens import read_status_token, status_token
 
 COMMENT_MAX = 1000
@@ -123,9 +124,13 @@ def _order_view(order: Order, email: str, now: datetime) -> OrderView:
 def find_order(order_number: str, email: str, now: datetime) -> OrderView:
     """The order with its lines and what can be returned. An unknown order and a wrong email
     give the same ``CustomerInputError`` (``lookup: not_found``): nobody learns which orders
-    exist."""
+    exist. The number is read as customers type it (``orders.customer_order_number``: case,
+    spaces, a leading "#"); the view carries the order's own number."""
+    number = customer_order_number(order_number)
     try:
-        order = returns_service.order_for_customer((order_number or "").strip(), email)
+        if number is None:
+            raise NotFound("No such order.")
+        order = returns_service.order_for_customer(number, email)
     except NotFound:
         raise CustomerInputError({"lookup": Problem("not_found")}) from None
     return _order_view(order, email, now)
@@ -363,7 +368,7 @@ class StatusView:
     token: str
     timeline: list[TimelineEntry]
     label: Optional[Label]
-    label_state: str  # ready | pending | awaiting_approval | failed | voided | expired | none
+    label_state: str  # ready | pending | awaiting_approval | arrived | voided | expired | none
     refund: dict[str, Any]
     amount_due: Decimal
     due_at: datetime
@@ -380,13 +385,33 @@ class StatusView:
 
     @property
     def refund_state(self) -> str:
-        """``void`` (the return did not go ahead), ``refunded``, ``due`` (money to come),
-        ``exchange`` or ``store_credit``."""
-        if self.ret.status in sm.RELEASES_UNITS:
+        """What the customer gets, in one word: ``void`` (the return did not go ahead),
+        ``refunded``, ``due`` (money to come), ``nothing`` (nothing to refund, exchange or
+        credit: the fees take the whole value, or the items were refused after checking),
+        ``exchange`` / ``store_credit`` (to come once the items are checked) or
+        ``exchange_done`` / ``store_credit_done`` (the return was closed: sent, issued)."""
+        ret = self.ret
+        if ret.status in sm.RELEASES_UNITS:
             return "void"
-        if self.ret.status == "refunded":
+        if ret.status == "refunded" or (ret.status == "closed" and money(ret.amount_refunded or 0) > 0):
             return "refunded"
-        return "due" if self.ret.resolution == "refund" else self.ret.resolution
+        if ret.resolution == "refund":
+            return "due" if self.amount_due > 0 else "nothing"
+        if self.value_due <= 0:
+            return "nothing"
+        return f"{ret.resolution}_done" if ret.status == "closed" else ret.resolution
+
+    @property
+    def value_due(self) -> Decimal:
+        """The value the customer gets back in money, goods or credit: the amount due for a
+        refund; the items' value for an exchange (no fees); less the fees for store credit."""
+        ret = self.ret
+        if ret.resolution == "refund":
+            return self.amount_due
+        value = items_value(ret)
+        if ret.resolution == "store_credit":
+            value = value - money(ret.shipping_fee or 0) - money(ret.restocking_fee or 0)
+        return max(Decimal("0.00"), money(value))
 
     @property
     def has_evidence(self) -> bool:
@@ -402,17 +427,25 @@ class StatusView:
         return self.dispute is not None and self.dispute.status == "open"
 
 
+# The parcel is at the warehouse: the label has done its job.
+ARRIVED = frozenset({"received", "disputed", "inspected", "refunded", "closed"})
+
+
 def label_state(ret: Return) -> tuple[Optional[Label], str]:
     from . import labels
     label = current_label(ret)
     if ret.status == "requested":
         return label, "awaiting_approval"
+    if ret.status in ARRIVED:
+        return label, "arrived"
     if label is None:
         return None, "none"
     if labels.downloadable(ret) is label:  # the label service decides what may be printed
         return label, "ready"
     if label.status in ("pending", "failed"):
         return label, "pending"
+    if ret.status == "expired":  # the expiry voided the label nobody used in time
+        return label, "expired"
     return label, label.status if label.status in ("voided", "expired") else "none"
 
 

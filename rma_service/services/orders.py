@@ -1,10 +1,11 @@
 """Orders pushed by the shop backend."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,6 +33,53 @@ def read_order(order_number: str) -> Optional[Order]:
              for m in (row._mapping for row in rows) if m[_LINES.c.id] is not None]
     set_committed_value(order, "lines", lines)  # no backref events, nothing pending
     return order
+
+
+# --- an order number as a customer types it ----------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+
+
+def _spellings(typed: str) -> list[str]:
+    """What the customer may have meant, most literal first: the number as typed without
+    the spaces around it, then without a leading "#" ("#1001" from a confirmation mail)."""
+    number = (typed or "").strip()
+    out = [number]
+    if number.startswith("#"):
+        out.append(number[1:].strip())
+    return [n for n in dict.fromkeys(out) if n]
+
+
+def order_number_key(typed: str) -> str:
+    """One key for every spelling ``customer_order_number`` takes for the same order (case,
+    spaces around or inside, a leading "#"): the per-order rate limit counts them together."""
+    spellings = _spellings(typed)
+    return _SPACES.sub("-", spellings[-1].lower()) if spellings else ""
+
+
+def customer_order_number(typed: str) -> Optional[str]:
+    """The number of the order a customer means, as stored, or None.
+
+    Forgiven: spaces around it, a leading "#", letter case, and spaces where the number has
+    hyphens ("DEMO 1017" for "DEMO-1017"). Never guessed: an order whose number is exactly
+    what was typed wins; otherwise the number must match exactly one order whatever the case
+    (two orders that differ only by case give None). Separators are never dropped:
+    "DEMO1017" is not "DEMO-1017". The caller answers None like an unknown order.
+
+    The exact match reads the unique index; the case-insensitive one compares
+    ``lower(order_number)`` (an expression index on it keeps that fast on large tables).
+    """
+    spellings = _spellings(typed)
+    if not spellings:
+        return None
+    column = Order.__table__.c.order_number
+    exact = set(db.session.execute(select(column).where(column.in_(spellings))).scalars())
+    for number in spellings:
+        if number in exact:
+            return number
+    keys = {n.lower() for n in spellings} | {_SPACES.sub("-", n.lower()) for n in spellings}
+    found = db.session.execute(select(column).where(func.lower(column).in_(sorted(keys))).limit(2)).scalars().all()
+    return found[0] if len(found) == 1 else None
 
 
 def find_order(order_number: str) -> Optional[Order]:

@@ -20,7 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional as Opt, Regexp
 
 from ..domain.policy import REASONS
-from ..services.customer import COMMENT_MAX, MESSAGE_MAX, OrderView, Review, Selection
+from ..services.customer import COMMENT_MAX, MESSAGE_MAX, OrderView, Selection
 from .texts import REASON_LABELS, RESOLUTION_LABELS, problem_message
 
 
@@ -47,7 +47,7 @@ class LineForm(Form):
     reason = SelectField(_l("Reason"), validate_choice=False,
                          choices=[SelectChoice("", _l("Choose a reason"))]
                          + [SelectChoice(r, REASON_LABELS[r]) for r in REASONS])
-    comment = TextAreaField(_l("Comment (optional)"), filters=[_strip], validators=[
+    comment = TextAreaField(_l("Comment (optional, required for “Other reason”)"), filters=[_strip], validators=[
         Length(max=COMMENT_MAX, message=_l("Keep the comment under %(max)d characters."))])
 
 
@@ -118,7 +118,10 @@ class MessageForm(FlaskForm):
         Length(max=MESSAGE_MAX, message=_l("Keep the message under %(max)d characters."))])
 
 
-# --- the selection between the items page and the summary, signed ------------------------
+# --- the selection between the items page and the summary -----------------------------------
+# One payload, ``{"o": order number, "e": email, "r": resolution, "i": [[line_id, quantity,
+# reason, comment], …], "n": submission key}``: kept in the session between the steps, and
+# signed into the summary's forms (``draft``) so that what is sent is what the customer read.
 
 _DRAFT_SALT = "rma-web-draft-v1"
 DRAFT_MAX_AGE = 24 * 3600
@@ -128,23 +131,38 @@ def _drafts() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_DRAFT_SALT)
 
 
-def dump_draft(review: Review) -> str:
-    return _drafts().dumps({
-        "o": review.order.order_number, "e": review.order.email, "r": review.resolution,
-        "i": [[i.line.line_id, i.quantity, i.reason, i.comment] for i in review.items],
-        # this summary's key: sent twice (a double click), it makes one return
-        "n": secrets.token_urlsafe(12)})
+def new_draft(order_number: str, email: str, resolution: Optional[str], selection: list[Selection]) -> dict[str, Any]:
+    """The customer's choices as they sent them (checked or not), with a new submission key:
+    the summary they lead to, sent twice (a double click, a reload), makes one return."""
+    return {"o": order_number, "e": email, "r": resolution,
+            "i": [[s.line_id, s.quantity, s.reason, s.comment] for s in selection],
+            "n": secrets.token_urlsafe(12)}
 
 
-def load_draft(value: str) -> Optional[dict[str, Any]]:
-    """``{"order_number", "email", "resolution", "selection"}``, or None when the value was
-    not made here or is older than a day."""
+def sign_draft(payload: dict[str, Any]) -> str:
+    return _drafts().dumps(payload)
+
+
+def unsign_draft(value: str) -> Optional[dict[str, Any]]:
+    """The payload of a signed draft, or None when it was not made here or is older than a day."""
     try:
-        raw = _drafts().loads(value or "", max_age=DRAFT_MAX_AGE)
-        return {"order_number": str(raw["o"]), "email": str(raw["e"]), "resolution": raw["r"],
-                "selection": [Selection(str(l), int(q), r, c) for l, q, r, c in raw["i"]],
-                "submission": str(raw.get("n") or "") or None}
-    except (BadData, KeyError, TypeError, ValueError):
+        payload = _drafts().loads(value or "", max_age=DRAFT_MAX_AGE)
+    except BadData:
+        return None
+    return payload if read_draft(payload) is not None else None
+
+
+def read_draft(payload: Any) -> Optional[dict[str, Any]]:
+    """``{"order_number", "email", "resolution", "selection", "submission"}`` from a payload,
+    or None when it is not one."""
+    try:
+        return {"order_number": str(payload["o"]), "email": str(payload["e"]),
+                "resolution": payload["r"] if isinstance(payload["r"], str) else None,
+                "selection": [Selection(str(l), int(q) if q is not None else None,
+                                        r if isinstance(r, str) else None, c if isinstance(c, str) else None)
+                              for l, q, r, c in payload["i"]],
+                "submission": str(payload.get("n") or "") or None}
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
 

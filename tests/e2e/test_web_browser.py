@@ -417,3 +417,91 @@ def test_screenshots_of_the_start_and_confirmation_pages(app, order, browse, fix
     expect(page.get_by_role("heading", name="What happened so far")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "status.png"), full_page=True)
 
+
+
+# --- a long comment on a phone, Back after sending, the language switch on the summary ----------
+
+@pytest.fixture
+def phone(browser, live_server):
+    """A 390 × 844 phone (device pixels, touch, the mobile viewport that zooms out to fit a
+    page wider than the screen)."""
+    context = browser.new_context(base_url=live_server.url, locale="fr-FR", viewport={"width": 390, "height": 844},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+_WIDTH = "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+
+
+def test_a_long_unbroken_comment_fits_a_390_px_phone(app, order, phone):
+    word = "https://photos.example.com/album/" + "x7Kq2" * 40  # 233 characters without a break
+    phone.goto("/returns/?lang=fr")
+    _find_order(phone, order_label="Numéro de commande", email_label="Adresse e-mail", button="Trouver ma commande")
+    _choose(phone, "Linen shirt", "damaged", comment=f"Voir {word}")
+    phone.get_by_role("button", name="Voir le récapitulatif").click()
+    expect(phone.get_by_role("heading", name="Vérifiez et envoyez votre retour")).to_be_visible()
+    expect(phone.locator(".review-comment")).to_contain_text(word)
+    assert phone.evaluate(_WIDTH) <= 390
+    phone.get_by_role("button", name="Envoyer ma demande de retour").click()
+    expect(phone.get_by_text("Retour enregistré")).to_be_visible()
+    with app.app_context():
+        ret = db.session.scalar(select(Return))
+        assert ret.items[0].comment == f"Voir {word}"
+    phone.get_by_role("link", name="Suivre votre retour").click()
+    expect(phone.locator(".item-comment")).to_contain_text(word)
+    assert phone.evaluate(_WIDTH) <= 390
+
+
+def test_back_after_sending_shows_a_page_not_a_resubmission(app, order, browse):
+    page = browse()
+    _find_order(page)
+    _choose(page, "Linen shirt", "too_small")
+    page.get_by_role("button", name="Continue to the summary").click()
+    expect(page.get_by_role("heading", name="Check and send your return")).to_be_visible()
+    page.get_by_role("button", name="Send my return").click()
+    expect(page.get_by_text("Return registered")).to_be_visible()
+    number = RMA.search(page.locator("h1").inner_text()).group(0)
+    page.go_back()
+    expect(page.get_by_role("heading", name="What would you like to return?")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text(f"Your return {number} has been sent.")
+    expect(page.get_by_text("Returns already requested for this order")).to_be_visible()
+    content = page.content()
+    assert "ERR_CACHE_MISS" not in content and "Resubmission" not in content
+    with app.app_context():
+        assert len(db.session.scalars(select(Return)).all()) == 1
+
+
+def test_back_from_the_summary_shows_the_items_as_chosen(app, order, browse):
+    page = browse(javascript=False)
+    _find_order(page)
+    _choose(page, "Wool socks", "too_large", quantity=2, comment="Thick")
+    page.get_by_role("button", name="Continue to the summary").click()
+    expect(page.get_by_role("heading", name="Check and send your return")).to_be_visible()
+    page.go_back()
+    expect(page.get_by_role("heading", name="What would you like to return?")).to_be_visible()
+    expect(page.get_by_role("checkbox", name="Wool socks")).to_be_checked()
+    expect(_line(page, "Wool socks").locator("textarea")).to_have_value("Thick")
+    page.go_forward()
+    expect(page.get_by_role("heading", name="Check and send your return")).to_be_visible()
+    expect(page.locator(".review-item")).to_contain_text("Wool socks")
+
+
+def test_switching_to_french_on_the_summary_keeps_the_items(app, order, browse):
+    page = browse()
+    _find_order(page)
+    _choose(page, "Wool socks", "too_large", quantity=2)
+    page.get_by_role("button", name="Continue to the summary").click()
+    expect(page.get_by_role("heading", name="Check and send your return")).to_be_visible()
+    page.get_by_role("link", name="Français").click()
+    expect(page.get_by_role("heading", name="Vérifiez et envoyez votre retour")).to_be_visible()
+    expect(page.locator(".review-item")).to_have_count(1)
+    expect(page.locator(".review-item")).to_contain_text("Wool socks")
+    expect(page.locator("section.summary")).to_contain_text("19,00\u00a0€")
+    page.get_by_role("button", name="Envoyer ma demande de retour").click()
+    expect(page.get_by_text("Retour enregistré")).to_be_visible()
+    with app.app_context():
+        ret = db.session.scalar(select(Return))
+        assert [(i.line_id, i.quantity) for i in ret.items] == [("L2", 2)] and ret.locale == "fr"

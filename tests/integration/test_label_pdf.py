@@ -186,3 +186,33 @@ def test_importing_the_adapters_does_not_load_weasyprint() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("locale, instructions", [
+    ("en", "put this slip inside the parcel with the items listed below."),
+    ("fr", "placez ce bordereau dans le colis avec les articles ci-dessous."),
+])
+def test_the_slip_tells_what_to_do_before_the_items_it_points_to(locale: str, instructions: str) -> None:
+    _, slip = page_texts(render_label_pdf(make_document(locale)))
+    slip = slip.replace("- ", "-")  # "ci-dessous" may break after its hyphen
+    assert instructions in slip
+    assert slip.index(instructions) < slip.index("linen shirt, blue") < slip.index("rain jacket")
+
+
+@pytest.mark.parametrize("locale, service, shown, hidden", [
+    ("en", "standard", None, "standard"),
+    ("fr", "standard", None, "standard"),
+    ("en", "relay", "relay point", None),
+    ("fr", "relay", "point relais", "relay"),
+    ("en", "express", "express", None),
+    ("en", "next_day", "next day", "next_day"),
+    ("fr", "Colissimo Retour", "colissimo retour", None),
+])
+def test_the_carrier_service_is_printed_in_words_or_not_at_all(locale: str, service: str,
+                                                               shown: str | None, hidden: str | None) -> None:
+    label, _ = page_texts(render_label_pdf(make_document(locale, service=service, carrier_name="La Poste")))
+    assert "la poste" in label
+    if shown:
+        assert shown in label
+    if hidden:
+        assert hidden not in label

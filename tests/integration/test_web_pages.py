@@ -12,8 +12,24 @@ from sqlalchemy import select
 
 from rma_service.extensions import db
 from rma_service.models import Event, Photo, Return
+from tests import web_helpers
 from tests.conftest import NOW, count, order_body
-from tests.web_helpers import csrf, lookup, return_for, review, start_return, submit, text_of
+from tests.web_helpers import csrf, lookup, return_for, start_return, submit, text_of
+
+_send_items = web_helpers.review
+
+
+def review(client, lines: dict[str, tuple], resolution="refund", **kw):
+    """The items page sent, and the redirect followed to the page that answers it: the
+    summary (Post/Redirect/Get), or the items again with their problems."""
+    kw.setdefault("follow_redirects", True)
+    return _send_items(client, lines, resolution, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _start_return_follows_the_redirect(monkeypatch):
+    # tests.web_helpers.start_return reads the summary through this module's ``review``.
+    monkeypatch.setattr(web_helpers, "review", review)
 
 
 def _body(resp) -> str:
@@ -138,7 +154,7 @@ def test_reason_other_requires_a_comment_shown_next_to_the_field(client, order):
     page = _body(resp)
     assert resp.status_code == 422
     assert re.search(r'<p class="field-error" id="lines-0-comment-error" role="alert">.*required for', page)
-    assert re.search(r'<textarea[^>]*aria-describedby="lines-0-comment-hint lines-0-comment-error"[^>]*'
+    assert re.search(r'<textarea[^>]*aria-describedby="lines-0-comment-error"[^>]*'
                      r'aria-invalid="true"', page)
     assert '<a href="#lines-0-comment">' in page  # the error summary links to the field
     # the customer's choices are kept
@@ -157,7 +173,8 @@ def test_change_button_brings_the_choices_back(client, order):
     lookup(client)
     summary = _body(review(client, {"L2": (2, "other", "Itchy wool")}))
     draft = re.search(r'id="edit-draft" name="draft" type="hidden" value="([^"]+)"', summary).group(1)
-    page = _body(client.post("/returns/order/edit", data={"csrf_token": csrf(summary), "draft": draft}))
+    page = _body(client.post("/returns/order/edit", data={"csrf_token": csrf(summary), "draft": draft},
+                             follow_redirects=True))
     assert re.search(r'id="lines-1-selected" value="y" checked', page)
     assert '<option value="2" selected>2</option>' in page
     assert "Itchy wool</textarea>" in page
@@ -208,7 +225,8 @@ def test_refused_photo_is_reported_beside_its_field_and_nothing_is_written(app, 
     summary = _body(review(client, {"L1": (1, "damaged")}))
     gif = io.BytesIO()
     Image.new("RGB", (10, 10)).save(gif, "GIF")
-    resp = submit(client, summary, photos={0: [(io.BytesIO(gif.getvalue()), "x.gif", "image/gif")]})
+    resp = submit(client, summary, photos={0: [(io.BytesIO(gif.getvalue()), "x.gif", "image/gif")]},
+                  follow_redirects=True)
     page = _body(resp)
     assert resp.status_code == 422
     assert re.search(r'<p class="field-error" id="photos-0-error" role="alert">.*JPEG, PNG or WebP', page)
@@ -220,11 +238,13 @@ def test_more_than_three_photos_or_a_too_large_photo_are_refused(app, client, or
     lookup(client)
     summary = _body(review(client, {"L1": (1, "damaged")}))
     four = [(io.BytesIO(_png()), f"p{i}.png", "image/png") for i in range(4)]
-    assert "Choose at most 3 photos for this item." in text_of(_body(submit(client, summary, photos={0: four})))
+    assert "Choose at most 3 photos for this item." in text_of(_body(submit(client, summary, photos={0: four},
+                                                                          follow_redirects=True)))
     app.config["RMA"]["PHOTO_MAX_BYTES"] = 1000
     big = _jpeg_with_gps()
     assert len(big) > 1000
-    text = text_of(_body(submit(client, summary, photos={0: [(io.BytesIO(big), "big.jpg", "image/jpeg")]})))
+    text = text_of(_body(submit(client, summary, photos={0: [(io.BytesIO(big), "big.jpg", "image/jpeg")]},
+                                follow_redirects=True)))
     assert "A photo is too large" in text
     assert count(app, Return) == 0
 
@@ -295,7 +315,7 @@ def test_units_taken_meanwhile_send_the_customer_back_to_the_items(app, client, 
     summary = _body(review(client, {"L1": (2, "too_small")}))
     api.post("/returns", json={"order_number": "1001", "email": "ada@example.com",
                                "items": [{"line_id": "L1", "quantity": 1, "reason": "damaged"}]})
-    resp = submit(client, summary)
+    resp = submit(client, summary, follow_redirects=True)
     assert resp.status_code == 422
     assert "You can return at most 1 of this item." in text_of(_body(resp))
     assert count(app, Return) == 1
@@ -528,12 +548,24 @@ def test_explicit_switch_sets_the_returns_language(app, client, order):
     assert return_for(app, token).locale == "fr"  # the mails follow the page's language
 
 
-def test_language_switch_on_a_page_reached_by_post_leads_back_to_a_page(client, order):
+def test_language_switch_on_the_summary_keeps_the_choices(client, order):
     lookup(client)
-    page = _body(review(client, {"L1": (1, "too_small")}))
-    assert 'href="/returns/order?lang=fr"' in page
+    page = _body(review(client, {"L2": (2, "other", "Itchy wool")}))
+    assert 'href="/returns/order/review?lang=fr"' in page
+    resp = client.get("/returns/order/review?lang=fr")
+    assert resp.status_code == 200
+    text = text_of(_body(resp))
+    assert "Vérifiez et envoyez votre retour" in text
+    assert "Wool socks × 2" in text and "Itchy wool" in text and "Autre motif" in text
+
+
+def test_summary_address_without_choices_leads_back_to_a_page(client, order):
+    lookup(client)
     resp = client.get("/returns/order/review?lang=fr")
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/returns/order")
+    for path in ("/returns/order/submit", "/returns/order/edit"):
+        resp = client.get(path)
+        assert resp.status_code == 302 and resp.headers["Location"].endswith("/returns/order")
 
 
 # --- rate limits ------------------------------------------------------------------------------------
@@ -584,3 +616,246 @@ def test_a_nul_character_in_a_form_gives_a_friendly_page(client, order):
     assert "This form contains a character we cannot accept" in text_of(_body(resp))
     with client.session_transaction() as session:
         assert "lookup" not in session
+
+
+# --- Post/Redirect/Get: each step is a page of its own ------------------------------------------
+
+def test_sending_the_items_redirects_to_the_summary_which_keeps_the_choices(client, order):
+    """The summary is not the answer of a form: Back, a reload and the language switch read it
+    again, with the customer's choices, without sending anything."""
+    lookup(client)
+    sent = _send_items(client, {"L2": (2, "other", "Itchy wool")}, follow_redirects=False)
+    assert sent.status_code in (302, 303) and sent.headers["Location"].endswith("/returns/order/review")
+    page = client.get("/returns/order/review")
+    assert page.status_code == 200
+    text = text_of(_body(page))
+    assert "Check and send your return" in text and "Wool socks × 2" in text and "Itchy wool" in text
+    # Back to the items: the choices are ticked again
+    items = _body(client.get("/returns/order"))
+    assert re.search(r'id="lines-1-selected" value="y" checked', items)
+    assert '<option value="2" selected>2</option>' in items and "Itchy wool</textarea>" in items
+    assert not re.search(r'id="lines-0-selected" value="y" checked', items)
+
+
+def test_a_reloaded_summary_is_still_the_same_submission(app, client, order):
+    lookup(client)
+    first = _body(review(client, {"L1": (1, "too_small")}))
+    reloaded = _body(client.get("/returns/order/review"))
+    one, two = submit(client, first), submit(client, reloaded)
+    assert one.status_code == two.status_code == 302
+    assert one.headers["Location"] == two.headers["Location"]
+    assert count(app, Return) == 1
+
+
+def test_back_to_the_summary_after_sending_shows_the_order_with_the_new_return(app, client, order):
+    lookup(client)
+    done = submit(client, _body(review(client, {"L1": (1, "too_small")})))
+    assert done.status_code == 302
+    number = text_of(_body(client.get(done.headers["Location"])))
+    number = re.search(r"RMA-[0-9A-Z]{4}-[0-9A-Z]{4}", number).group(0)
+    back = client.get("/returns/order/review", follow_redirects=True)
+    assert back.status_code == 200
+    page = _body(back)
+    assert f"Your return {number} has been sent." in text_of(page)
+    assert not re.search(r'value="y" checked', page)  # a new, empty choice
+    assert count(app, Return) == 1
+
+
+def test_a_refused_photo_is_shown_on_the_summary_page_once(app, client, order):
+    lookup(client)
+    summary = _body(review(client, {"L1": (1, "damaged", "Torn")}))
+    gif = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(gif, "GIF")
+    resp = submit(client, summary, photos={0: [(io.BytesIO(gif.getvalue()), "x.gif", "image/gif")]})
+    assert resp.status_code in (302, 303) and resp.headers["Location"].endswith("/returns/order/review")
+    page = client.get("/returns/order/review")
+    assert page.status_code == 422
+    assert re.search(r'<p class="field-error" id="photos-0-error" role="alert">.*JPEG, PNG or WebP', _body(page))
+    assert "Torn" in text_of(_body(page))
+    again = client.get("/returns/order/review")
+    assert again.status_code == 200 and 'id="photos-0-error"' not in _body(again)
+    assert count(app, Return) == 0 and count(app, Photo) == 0
+    assert submit(client, _body(again)).status_code == 302
+    assert count(app, Return) == 1
+
+
+def test_choices_too_large_for_the_session_cookie_still_reach_the_summary(app, client, api, frozen_now):
+    import secrets
+    lines = [{"line_id": f"L{n}", "sku": f"S{n}", "name": f"Item {n}", "quantity": 1, "unit_price": "10.00"}
+             for n in range(6)]
+    assert api.put("/orders/4001", json=order_body(lines=lines)).status_code == 201
+    lookup(client, "4001")
+    comments = {f"L{n}": secrets.token_urlsafe(750) for n in range(6)}  # 1000 characters each, no pattern
+    resp = review(client, {line: (1, "other", comment) for line, comment in comments.items()})
+    assert resp.status_code == 200
+    assert "Check and send your return" in text_of(_body(resp))
+    assert len(client.get_cookie("session").value) < 4000
+    assert submit(client, _body(resp)).status_code == 302
+    with app.app_context():
+        ret = db.session.scalar(select(Return))
+        assert {i.line_id: i.comment for i in ret.items} == comments
+
+
+# --- finding the order: forgiving, never guessing ---------------------------------------------
+
+@pytest.mark.parametrize("typed", ["demo-1017", "DEMO 1017", "#DEMO-1017", " DEMO-1017 ", "# demo-1017", "Demo-1017"])
+def test_lookup_forgives_case_surrounding_spaces_and_a_leading_hash(client, api, frozen_now, typed):
+    assert api.put("/orders/DEMO-1017", json=order_body()).status_code == 201
+    resp = lookup(client, typed, "ada@example.com")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/returns/order")
+    assert "Order DEMO-1017" in text_of(_body(client.get("/returns/order")))
+
+
+def test_lookup_does_not_guess_between_orders_or_drop_separators(client, api, frozen_now):
+    assert api.put("/orders/DEMO-1017", json=order_body()).status_code == 201
+    bob = {"email": "bob@example.com", "name": "Bob", "locale": "en"}
+    assert lookup(client, "DEMO1017").status_code == 422  # separators are not dropped
+    # a forgiven number with a wrong email: the same answer as an order that does not exist
+    wrong, unknown = lookup(client, "demo-1017", "eve@example.com"), lookup(client, "demo-9999", "eve@example.com")
+    assert wrong.status_code == unknown.status_code == 422
+
+    def normalised(resp):
+        return re.sub(r'value="[^"]*"', 'value=""', _body(resp))
+    assert normalised(wrong) == normalised(unknown)
+    # two orders that differ only by case: the exact number wins, anything else is not guessed
+    assert api.put("/orders/demo-1017", json=order_body(customer=bob)).status_code == 201
+    assert lookup(client, "demo-1017", "bob@example.com").status_code == 302
+    assert "Order demo-1017" in text_of(_body(client.get("/returns/order")))
+    assert lookup(client, "#DEMO-1017", "ada@example.com").status_code == 302
+    assert "Order DEMO-1017" in text_of(_body(client.get("/returns/order")))
+    for typed, email in (("Demo-1017", "ada@example.com"), ("Demo-1017", "bob@example.com")):
+        resp = lookup(client, typed, email)
+        assert resp.status_code == 422 and normalised(resp) == normalised(unknown)
+
+
+def test_forgiven_spellings_of_one_order_share_its_rate_limit(limited_app):
+    statuses = []
+    for i, typed in enumerate(["DEMO-1017", "demo 1017", "#Demo-1017", " demo-1017 "]):
+        client = limited_app.test_client()
+        statuses.append(lookup(client, typed, f"guess{i}@example.com",
+                               environ_base={"REMOTE_ADDR": f"10.0.3.{i}"}).status_code)
+    assert statuses == [422, 422, 422, 429]
+
+
+# --- the label page once the parcel has arrived ---------------------------------------------
+
+def test_label_link_after_the_parcel_arrived_says_it_is_no_longer_needed(app, client, api, order):
+    from rma_service.services.labels import issue_due
+    issued = start_return(client, {"L1": (1, "too_small")})
+    _issue_label(app, issued)
+    api.post(f"/returns/{return_for(app, issued).rma_code}/receive")
+    # received while its label was still being prepared: the label job voids it
+    pending = start_return(client, {"L2": (1, "too_small")})
+    api.post(f"/returns/{return_for(app, pending).rma_code}/receive")
+    with app.app_context():
+        issue_due(NOW)
+    for token in (issued, pending):
+        resp = client.get(f"/returns/status/{token}/label.pdf?lang=en")
+        assert resp.mimetype == "text/html"
+        text = text_of(_body(resp))
+        assert "We have received the parcel of return" in text and "its label is no longer needed" in text
+        assert "cancel" not in text.lower()
+        text = text_of(_body(client.get(f"/returns/status/{token}/label.pdf?lang=fr")))
+        assert "Nous avons bien reçu le colis du retour" in text and "son étiquette n’est plus nécessaire" in text
+        assert "annulé" not in text
+        text = text_of(_body(client.get(f"/returns/status/{token}/confirmation?lang=en")))
+        assert "We have received your parcel: the label is no longer needed." in text
+        assert "cancelled" not in text
+
+
+def test_label_link_of_a_cancelled_or_expired_return_still_says_so(app, client, api, order):
+    cancelled = start_return(client, {"L1": (1, "too_small")})
+    page = _body(client.get(f"/returns/status/{cancelled}/cancel"))
+    client.post(f"/returns/status/{cancelled}/cancel", data={"csrf_token": csrf(page)})
+    text = text_of(_body(client.get(f"/returns/status/{cancelled}/label.pdf?lang=en")))
+    assert "The label of return" in text and "was cancelled and can no longer be used." in text
+    text = text_of(_body(client.get(f"/returns/status/{cancelled}/label.pdf?lang=fr")))
+    assert "a été annulée et ne peut plus être utilisée." in text
+    expired = start_return(client, {"L2": (1, "too_small")})
+    with app.app_context():  # what the expiry job leaves: the return expired, its label voided
+        ret = db.session.scalar(select(Return).where(Return.rma_code == return_for(app, expired).rma_code))
+        ret.status = "expired"
+        for label in ret.labels:
+            label.status = "voided"
+        db.session.commit()
+    text = text_of(_body(client.get(f"/returns/status/{expired}/label.pdf?lang=en")))
+    assert "has expired and can no longer be used." in text
+
+
+# --- the refund card when nothing is due ---------------------------------------------------------
+
+def _dispute_rejected(app, api, token: str) -> str:
+    code = return_for(app, token).rma_code
+    api.post(f"/returns/{code}/receive")
+    api.post(f"/returns/{code}/items/L1/triage", json={"disposition": "dispute", "condition": "used"})
+    dispute_id = api.get(f"/returns/{code}").get_json()["dispute"]["id"]
+    resp = api.post(f"/disputes/{dispute_id}/resolve", json={"outcome": "reject", "note": "The seam was cut."})
+    assert resp.status_code == 200, resp.get_json()
+    return code
+
+
+def test_nothing_to_refund_after_a_rejected_dispute_is_said_plainly(app, client, api, order):
+    token = start_return(client, {"L1": (1, "damaged")})
+    code = _dispute_rejected(app, api, token)
+    text = text_of(_body(client.get(f"/returns/status/{token}")))
+    assert "There is nothing to refund for this return." in text
+    assert "€0.00" not in text and "Due by" not in text
+    assert api.post(f"/returns/{code}/close", json={"note": "Nothing due."}).status_code == 200
+    text = text_of(_body(client.get(f"/returns/status/{token}")))
+    assert "There is nothing to refund for this return." in text
+    assert "€0.00" not in text and "Due by" not in text
+    text = text_of(_body(client.get(f"/returns/status/{token}?lang=fr")))
+    assert "Il n’y a rien à vous rembourser pour ce retour." in text and "0,00" not in text
+
+
+def test_exchange_and_store_credit_closed_say_what_happened(app, client, api, order):
+    exchange = start_return(client, {"L1": (1, "too_small")}, resolution="exchange")
+    credit = start_return(client, {"L2": (1, "too_small")}, resolution="store_credit")
+    for token, line in ((exchange, "L1"), (credit, "L2")):
+        code = return_for(app, token).rma_code
+        api.post(f"/returns/{code}/receive")
+        api.post(f"/returns/{code}/items/{line}/triage", json={"disposition": "restock", "condition": "new"})
+        assert api.post(f"/returns/{code}/close", json={}).status_code == 200
+    text = text_of(_body(client.get(f"/returns/status/{exchange}?lang=en")))
+    assert "We have sent you the replacement." in text and "once we have checked" not in text
+    text = text_of(_body(client.get(f"/returns/status/{credit}")))
+    assert "We have issued your store credit." in text and "once we have checked" not in text
+    # an exchange whose items were all refused: nothing to send
+    rejected = start_return(client, {"L1": (1, "damaged")}, resolution="exchange")
+    _dispute_rejected(app, api, rejected)
+    text = text_of(_body(client.get(f"/returns/status/{rejected}")))
+    assert "There is nothing to exchange for this return." in text and "replacement" not in text
+
+
+def test_store_credit_timing_reads_the_same_before_and_after_sending(client, order):
+    for lang, sentence in (("en", "We issue your store credit once we have checked the items."),
+                           ("fr", "Nous émettons votre avoir une fois les articles vérifiés.")):
+        client.get(f"/returns/?lang={lang}")
+        lookup(client)
+        assert sentence in text_of(_body(review(client, {"L2": (1, "too_small")}, resolution="store_credit")))
+        token = start_return(client, {"L2": (1, "too_small")}, resolution="store_credit")
+        assert sentence in text_of(_body(client.get(f"/returns/status/{token}")))
+    for lang, sentence in (("en", "We send you the replacement once we have checked the items."),
+                           ("fr", "Nous vous envoyons l’article de remplacement une fois les articles vérifiés.")):
+        client.get(f"/returns/?lang={lang}")
+        lookup(client)
+        assert sentence in text_of(_body(review(client, {"L2": (1, "too_small")}, resolution="exchange")))
+
+
+# --- wording -------------------------------------------------------------------------------------
+
+def test_the_comment_label_says_when_it_is_required(client, order):
+    lookup(client)
+    page = _body(client.get("/returns/order"))
+    assert '<label class="label" for="lines-0-comment">Comment (optional, required for “Other reason”)</label>' in page
+    page = _body(client.get("/returns/order?lang=fr"))
+    assert ('<label class="label" for="lines-0-comment">Commentaire (facultatif, obligatoire pour '
+            '«\u00a0Autre motif\u00a0»)</label>') in page
+
+
+def test_a_declined_return_reads_with_french_punctuation(app, client, api, order):
+    token = start_return(client, {"L1": (1, "other", "Colour differs")})
+    assert api.post(f"/returns/{return_for(app, token).rma_code}/reject",
+                    json={"reason": "Photos manquantes"}).status_code == 200
+    assert "Retour refusé\u00a0: Photos manquantes" in _body(client.get(f"/returns/status/{token}?lang=fr"))
+    assert "Return declined: Photos manquantes" in _body(client.get(f"/returns/status/{token}?lang=en"))

@@ -2,6 +2,7 @@
 compiled catalogue (.mo) matches the source (.po): `make translations` was run."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
@@ -46,3 +47,43 @@ def test_compiled_catalogue_matches_the_source():
         compiled = {key(m.id): key(m.string) for m in read_mo(f) if m.id}
     source = {key(m.id): key(m.string) for m in _catalog() if m.id and not m.fuzzy}
     assert compiled == source, "run `make translations` (pybabel compile)"
+
+
+# French typography: a no-break space (U+00A0, or the narrow U+202F) before « : ; ! ? » and
+# after «. Not between digits (13:05) or inside an address.
+_TIGHT = re.compile(r"(?<![\u00a0\u202f\d])[:;!?»]|«(?![\u00a0\u202f])")
+_URL = re.compile(r"(?:https?|mailto):\S+|\?lang=\w+")
+
+
+def _tight_punctuation(text: str) -> list[str]:
+    text = _URL.sub("URL", text)
+    return [text[max(0, m.start() - 25):m.end() + 5] for m in _TIGHT.finditer(text)]
+
+
+def test_french_texts_put_a_no_break_space_before_high_punctuation():
+    bad = []
+    for message in _catalog():
+        if not message.id:
+            continue
+        strings = [message.string] if isinstance(message.string, str) else list(message.string)
+        bad.extend((message.id, snippet) for s in strings for snippet in _tight_punctuation(s))
+    assert bad == []
+
+
+def test_french_mails_put_a_no_break_space_before_high_punctuation():
+    bad = []
+    for path in sorted((ROOT / "templates" / "email" / "fr").iterdir()):
+        text = path.read_text(encoding="utf-8")
+        text = re.sub(r"\{\{.*?\}\}", "X", text, flags=re.S)   # values
+        text = re.sub(r"\{[%#].*?[%#]\}", "", text, flags=re.S)  # tags, comments
+        text = re.sub(r"<[^>]+>", "", text)                      # markup
+        text = re.sub(r"&#?\w+;", "E", text)                     # entities (&lt; …)
+        bad.extend((path.name, snippet) for snippet in _tight_punctuation(text))
+    assert bad == []
+
+
+def test_french_labels_put_a_no_break_space_before_high_punctuation():
+    from rma_service.adapters import pdf
+    texts = list(pdf._STRINGS["fr"].values()) + list(pdf._REASONS["fr"].values())
+    bad = [(text, snippet) for text in texts for snippet in _tight_punctuation(text)]
+    assert bad == []
