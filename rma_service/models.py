@@ -117,7 +117,9 @@ class ApiKey(Model):
 
 class Order(Model):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_placed_units", "placed_at", "units"),)
+    __table_args__ = (Index("ix_orders_placed_units", "placed_at", "units"),
+                      # the customers' lookup whatever the case (services/orders.py)
+                      Index("ix_orders_order_number_lower", func.lower(text("order_number"))))
     id: Mapped[int] = mapped_column(primary_key=True)
     order_number: Mapped[str] = mapped_column(String(64), unique=True)
     customer_email: Mapped[str] = mapped_column(String(254), index=True)
