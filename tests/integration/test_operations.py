@@ -79,10 +79,12 @@ def _get(url: str, headers: dict[str, str] | None = None) -> int:
         return exc.code
 
 
-def test_gunicorn_access_log_never_records_the_basic_auth_user(tmp_path):
+def test_gunicorn_access_log_never_records_an_api_key_or_a_status_token(tmp_path):
     """``curl -u "$KEY:"`` sends the API key as the Basic user name; gunicorn's default
-    access log format (``%(u)s``) would write it to the log of every request. Run as
-    ``make run`` runs it: from the repository root, which holds gunicorn.conf.py."""
+    access log format (``%(u)s``) would write it to the log of every request. A customer's
+    status link carries its token in the path (and in the Referer of the next page): whoever
+    reads the log could open the return. Run as ``make run`` runs it: from the repository
+    root, which holds gunicorn.conf.py."""
     from flask_migrate import upgrade
     url = f"sqlite:///{tmp_path / 'rma.sqlite3'}"
     with create_app({"DATABASE_URL": url, "TESTING": True}).app_context():
@@ -109,17 +111,24 @@ def test_gunicorn_access_log_never_records_the_basic_auth_user(tmp_path):
         basic = base64.b64encode(b"rma_secretkey:").decode()
         status = _get(f"{base}/api/v1/returns", {"Authorization": f"Basic {basic}", "User-Agent": "curl/8.5.0"})
         assert status == 401
+        _get(f"{base}/returns/status/TOKEN-ONE.abc/label.pdf?x=1",
+             {"Referer": f"{base}/returns/status/TOKEN-TWO.def", "User-Agent": "curl/8.5.0"})
         deadline = time.monotonic() + 10
-        while "/api/v1/returns" not in (access_log.read_text() if access_log.exists() else ""):
-            assert time.monotonic() < deadline, "no access log line for the request"
+        while "label.pdf" not in (access_log.read_text() if access_log.exists() else ""):
+            assert time.monotonic() < deadline, "no access log line for the requests"
             time.sleep(0.1)
     finally:
         proc.terminate()
         proc.wait(20)
-    line = next(ln for ln in access_log.read_text().splitlines() if "/api/v1/returns" in ln)
-    assert "rma_secretkey" not in access_log.read_text()
+    log = access_log.read_text()
+    line = next(ln for ln in log.splitlines() if "/api/v1/returns" in ln)
+    assert "rma_secretkey" not in log
     assert line.startswith("127.0.0.1 ")
     assert '"GET /api/v1/returns HTTP/1.1" 401' in line and '"curl/8.5.0"' in line
+    status_line = next(ln for ln in log.splitlines() if "label.pdf" in ln)
+    assert "TOKEN-ONE" not in log and "TOKEN-TWO" not in log
+    assert '"GET /returns/status/***/label.pdf?x=1 HTTP/1.1"' in status_line
+    assert f'"{base}/returns/status/***"' in status_line
 
 
 # --- concurrent `flask db upgrade` ------------------------------------------------------------
