@@ -19,7 +19,8 @@ class _Parser(FlaskParser):
     deep-copies its fields each time); an instance per class, made once, loads the same.
 
     webargs also turns only a JSONDecodeError into "Invalid JSON body."; the decoder has two
-    more ways to refuse a body, which were 500s: see ``load_json``."""
+    more ways to refuse a body, which were 500s, and a body sent with another content type
+    was read as no body at all: see ``load_json``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -36,6 +37,10 @@ class _Parser(FlaskParser):
         or with an integer literal longer than Python converts (4300 digits: a ValueError that
         is no JSONDecodeError) is unreadable JSON too: the same 422 as a malformed body
         (errors.py turns this 400 with messages into a 422 ``validation_error``), saying why."""
+        if not req.is_json and (req.get_data(cache=True).strip() or req.form or req.files):
+            # Without the content type webargs reads no body at all: every required field
+            # would be "Missing data", which sends an integrator looking in the wrong place.
+            abort(400, messages={"json": ["Send the body as JSON, with 'Content-Type: application/json'."]})
         try:
             return super().load_json(req, schema)
         except RecursionError:

@@ -592,3 +592,20 @@ def test_the_customers_form_keeps_its_own_limit_when_chunked(app, client, order,
                                     {"Content-Type": ctype, "Cookie": cookie})
     assert status == 302, page[:2000]
     assert count(app, Return) == 1
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_without_its_content_type_says_so(app, client, api, order, content_type):
+    """Valid JSON sent as text/plain (a forgotten header) answered "Missing data" for every
+    required field; it says what is wrong instead, and nothing is written."""
+    before = snapshot(app)
+    headers = {"Authorization": f"Bearer {api.key}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    resp = client.post("/api/v1/returns", data=json.dumps(return_body()), headers=headers)
+    body = assert_problem(resp, 422, "validation_error")
+    assert body["errors"] == {"_schema": ["Send the body as JSON, with 'Content-Type: application/json'."]}
+    assert snapshot(app) == before
+    # An empty body without a content type is still "these fields are missing".
+    resp = client.post("/api/v1/returns", headers={"Authorization": f"Bearer {api.key}"})
+    assert "order_number" in assert_problem(resp, 422, "validation_error")["errors"]
