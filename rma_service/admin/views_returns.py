@@ -32,8 +32,6 @@ AGENT_ACTIONS = ("approve", "reject", "cancel", "receive", "refund", "close")
 # Triage is possible in the statuses from which the state machine leaves through it.
 TRIAGE_STATUSES = frozenset(sm.TRANSITIONS["inspect"]) | frozenset(sm.TRANSITIONS["resolve"])
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
-# Statuses in which no refund is owed at all (the return never went through).
-NO_REFUND_STATUSES = frozenset({"rejected", "cancelled", "expired"})
 
 
 @bp.get("/")
@@ -112,7 +110,8 @@ def return_context(ret: Return) -> dict:
     events = db.session.scalars(select(Event).where(Event.return_id == ret.id).order_by(Event.id)).all()
     # What the refund box shows: nothing but a sentence when no refund applies (exchange, store
     # credit, a return that never went through); the deadline only while something is owed.
-    refund_applies = ret.resolution == "refund" and ret.status not in NO_REFUND_STATUSES
+    # No refund is owed at all when the return never went through (its units were given back).
+    refund_applies = ret.resolution == "refund" and ret.status not in sm.RELEASES_UNITS
     refund_open = refund_applies and ret.status not in ("refunded", "closed") and left > 0
     return {
         "ret": ret, "number": format_number(ret.rma_code), "refund": refund, "amount_due": due,
