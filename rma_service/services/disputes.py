@@ -189,7 +189,8 @@ def _set_handler(dispute: Dispute, agent: Optional[Agent], pool: _Pool, now: dat
     if agent is not None:
         emit("dispute.assigned", {**dispute_payload(dispute, messages=False), "previous_handler": _person(before),
                                   "reason": reason}, now, ret.id)
-        _mail_staff(agent.email, "dispute_assigned", dispute, now, reason=reason)
+        _mail_staff(agent.email, "dispute_assigned", dispute, now, reason=reason,
+                    previous_handler=before.name if before is not None else None)
 
 
 def assign_waiting(now: datetime, actor: str = "system", limit: int = 500) -> int:
@@ -347,7 +348,10 @@ def post_message(dispute: Dispute, author: str, body: str, now: datetime, agent:
         else:
             _mail_staff(None, "dispute_message_to_handler", dispute, now, message=message)
     else:
-        _mail_customer(ret, "dispute_message_to_customer", dispute, now, message=message)
+        # Signed by whoever wrote (an admin may answer in the handler's place).
+        _mail_customer(ret, "dispute_message_to_customer", dispute, now, message=message,
+                       author_name=agent.name if agent is not None else None,
+                       by_handler=agent is not None and agent.id == dispute.handler_id)
     db.session.commit()
     return message
 
@@ -467,6 +471,7 @@ def _mail_context(dispute: Dispute, now: datetime, **extra: Any) -> dict[str, An
     ctx = return_context(dispute.ret, now)
     ctx["dispute"] = dispute_payload(dispute, messages=False)
     ctx["handler_name"] = dispute.handler.name if dispute.handler else None
+    ctx["resolution"] = dispute.ret.resolution  # refund | exchange | store_credit
     message = extra.pop("message", None)
     if message is not None:
         ctx["message"] = dispute_message_payload(message)
