@@ -1,32 +1,14 @@
 """Disputes: list, read, write to the customer or the handler, resolve."""
 from __future__ import annotations
 
-import base64
-import binascii
-
 from flask import g
 
 from .. import clock
-from ..errors import ApiError
+from ..services import cursors
 from ..services import disputes as svc
 from ..services.representation import dispute_message_payload, dispute_payload
 from . import blp
 from .schemas import DisputeListQuery, DisputeMessageIn, DisputeMessageOut, DisputeOut, DisputePage, DisputeResolveIn
-
-
-def _encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"d{row_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("d"):
-            raise ValueError
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(422, "validation_error", "The cursor is not one this API gave out.",
-                       errors={"cursor": ["Invalid cursor."]}) from None
 
 
 @blp.route("/disputes", methods=["GET"])
@@ -36,11 +18,11 @@ def list_disputes(args):
     """Disputes, newest first, with keyset pagination; filter by `status` (open, resolved),
     `handler` (the handler's email) or `unassigned=true`. Items leave out the messages (read
     one dispute for its conversation)."""
-    before = _decode_cursor(args["cursor"]) if "cursor" in args else None
+    before = cursors.required(cursors.decode_id(args["cursor"], "d")) if "cursor" in args else None
     page, more = svc.find(status=args.get("status"), handler_email=args.get("handler"),
                           unassigned=bool(args.get("unassigned")), before_id=before, limit=args["limit"])
     return {"items": [dispute_payload(d, messages=False) for d in page],
-            "next_cursor": _encode_cursor(page[-1].id) if more else None}
+            "next_cursor": cursors.encode(f"d{page[-1].id}") if more else None}
 
 
 @blp.route("/disputes/<int:dispute_id>", methods=["GET"])

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-import base64
-import binascii
-
 from flask import Response, current_app, g, url_for
 from sqlalchemy import func, select
 
 from .. import clock
 from ..domain.rma_number import format_number
-from ..errors import ApiError
 from ..extensions import db
 from ..models import Event, Return
+from ..services import cursors
 from ..services import labels as labels_svc
 from ..services import returns as svc
 from ..services.representation import return_payload
@@ -42,21 +39,6 @@ def create_return(data):
     return _created(svc.create_return(data, g.actor, clock.now()))
 
 
-def _encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{row_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("r"):
-            raise ValueError
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(422, "validation_error", "The cursor is not one this API gave out.",
-                       errors={"cursor": ["Invalid cursor."]}) from None
-
-
 @blp.route("/returns", methods=["GET"])
 @blp.arguments(ReturnListQuery, location="query")
 @blp.response(200, ReturnPage)
@@ -75,13 +57,13 @@ def list_returns(args):
     if "created_to" in args:
         query = query.where(Return.created_at < args["created_to"])
     if "cursor" in args:
-        query = query.where(Return.id < _decode_cursor(args["cursor"]))
+        query = query.where(Return.id < cursors.required(cursors.decode_id(args["cursor"], "r")))
     limit = args["limit"]
     rows = db.session.scalars(query.order_by(Return.id.desc()).limit(limit + 1)).all()
     now = clock.now()
     page = rows[:limit]
     return {"items": [return_payload(r, now) for r in page],
-            "next_cursor": _encode_cursor(page[-1].id) if len(rows) > limit else None}
+            "next_cursor": cursors.encode(f"r{page[-1].id}") if len(rows) > limit else None}
 
 
 @blp.route("/returns/<string:rma_number>", methods=["GET"])

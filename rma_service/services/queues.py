@@ -7,8 +7,6 @@ valid while rows are added.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
@@ -20,7 +18,7 @@ from ..domain import rma_number
 from ..domain.status import STATUSES
 from ..extensions import db
 from ..models import Label, Order, Return, ReturnItem, UTCDateTime
-from . import settings
+from . import cursors, settings
 from .kpis import OPEN_REFUND_STATUSES, _dialect
 
 PAGE_SIZE = 50
@@ -110,20 +108,7 @@ def counts(now: datetime) -> dict[str, int]:
 # --- cursors -----------------------------------------------------------------------------------
 
 def encode_cursor(ret: Return) -> str:
-    raw = f"{ret.created_at.astimezone(timezone.utc).isoformat()}|{ret.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> Optional[tuple[datetime, int]]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, ident = raw.partition("|")
-        value = datetime.fromisoformat(at)
-        if value.tzinfo is None:
-            return None
-        return value, int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
+    return cursors.encode(ret.created_at.astimezone(timezone.utc).isoformat(), ret.id)
 
 
 # --- listing -----------------------------------------------------------------------------------
@@ -184,7 +169,7 @@ def list_queue(key: str, now: datetime, *, cursor: Optional[str] = None, filters
     statuses = queue.statuses
     if filters.status:
         statuses = (filters.status,) if statuses is None or filters.status in statuses else ()
-    position = decode_cursor(cursor) if cursor else None
+    position = cursors.decode_time_id(cursor) if cursor else None  # altered: the first page
     key_cols = tuple_(Return.created_at, Return.id)
     order = (Return.created_at.desc(), Return.id.desc()) if queue.newest_first else (Return.created_at, Return.id)
 
