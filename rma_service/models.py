@@ -509,6 +509,7 @@ class DisputeMessage(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     dispute: Mapped[Dispute] = relationship(back_populates="messages")
+    agent: Mapped[Optional["Agent"]] = relationship()  # who wrote it, for the team's side
 
 
 class ReminderSent(Model):

@@ -19,6 +19,7 @@ from flask_babel import gettext
 from .. import clock
 from ..domain.rma_number import format_number
 from ..domain.status import InvalidTransition
+from ..errors import ApiError
 from ..extensions import limiter
 from ..services import customer
 from ..services.customer import CustomerInputError, Problem
@@ -358,15 +359,22 @@ def cancel(token: str):
 def message(token: str):
     form = MessageForm()
     now = clock.now()
+    unsent = None
     if form.validate_on_submit():
         try:
             customer.post_message(token, form.body.data, now)
         except CustomerInputError as exc:
             form.body.errors = [problem_message(p) for p in exc.errors.values()]
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            # The dispute was decided while the page was open: the page shows the decision
+            # and gives the words back rather than dropping them.
+            unsent = form.body.data
         else:
             flash(gettext("Your message was sent. You will get the answer by email."), "success")
             return redirect(url_for("web.status", token=token) + "#messages")
     view = customer.status(token, now)
     speak(view.ret.locale)
-    return render_template("web/status.html", view=view, message_form=form,
-                           errors=field_errors_summary(form)), 422
+    return render_template("web/status.html", view=view, message_form=form, unsent=unsent,
+                           errors=field_errors_summary(form)), 409 if unsent is not None else 422
