@@ -38,8 +38,11 @@ Every failure is a :class:`CarrierError` whose message can be shown to an agent 
 the carrier, never the API key (which is not logged either), and never a stack trace.
 ``retryable`` is False when the carrier refused the request (4xx: fix the data first, the
 carrier's own message is quoted) and True for everything that may pass by itself: 5xx after
-the retries, 408/425/429, timeouts, connection errors, and answers that cannot be read
-(not JSON, a field missing, bad base64, not a PDF).
+the retries, 408/425/429, timeouts, connection errors, answers that cannot be read or stored
+(not JSON, a field missing, bad base64, not a PDF, a tracking number over 64 characters, a
+shipment id over 128, a cost of 10^10 or more), and any failure to download the label of a
+shipment the carrier did create (asking again with the same reference gives it back). A key
+the carrier quotes in its answer is replaced by ``[API key]``.
 """
 from __future__ import annotations
 
@@ -69,6 +72,8 @@ _RETRY_STATUSES = (500, 502, 503, 504)
 # 4xx answers that mean "not now" rather than "no": worth trying again later.
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 _MESSAGE_MAX_CHARS = 300
+# Labels.cost is Numeric(12, 2): 10 digits before the point.
+_MAX_COST = Decimal("1e10")
 
 
 class CarrierError(Exception):
@@ -182,12 +187,23 @@ class HttpCarrier:
             label_pdf = self._decode_label(label["pdf_base64"])
         elif label.get("url") is not None:
             label_url = self._string(label, "url", "label.url")
-            label_pdf = self._download_label(label_url)
+            try:
+                label_pdf = self._download_label(label_url)
+            except CarrierError as exc:
+                if exc.retryable:
+                    raise
+                # The shipment exists at the carrier by now: a refused download (a label not
+                # ready yet, an expired link) must not fail the label, or an agent's reissue
+                # would buy a second shipment while this one is never voided. The retry asks
+                # again with the same reference and gets this shipment back.
+                raise self._fail(f"The carrier {self.name} created the shipment but its label could "
+                                 f"not be downloaded (HTTP {exc.status_code}); try again later.",
+                                 retryable=True, status_code=exc.status_code) from None
         else:
             raise self._invalid("label has neither pdf_base64 nor url")
         cost, currency = self._cost(body)
-        return ShipmentResult(tracking_number=self._string(body, "tracking_number"),
-                              carrier_shipment_id=self._string(body, "shipment_id"),
+        return ShipmentResult(tracking_number=self._string(body, "tracking_number", max_len=64),
+                              carrier_shipment_id=self._string(body, "shipment_id", max_len=128),
                               label_pdf=label_pdf, label_url=label_url, cost=cost,
                               currency=currency)
 
@@ -279,12 +295,15 @@ class HttpCarrier:
             raise self._invalid("the body is not a JSON object")
         return body
 
-    def _string(self, body: Mapping[str, Any], key: str, label: str | None = None) -> str:
+    def _string(self, body: Mapping[str, Any], key: str, label: str | None = None, *,
+                max_len: int | None = None) -> str:
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # numeric ids are common
         if not isinstance(value, str) or not value.strip():
             raise self._invalid(f"{label or key} is missing or empty")
+        if max_len is not None and len(value.strip()) > max_len:  # what the labels table holds
+            raise self._invalid(f"{label or key} is longer than {max_len} characters")
         return value.strip()
 
     def _decode_label(self, data: object) -> bytes:
@@ -313,7 +332,7 @@ class HttpCarrier:
                 cost = Decimal(str(raw_cost))  # str() first: a float would leak binary noise
             except InvalidOperation:
                 raise self._invalid("cost is not a decimal") from None
-            if not cost.is_finite() or cost < 0:
+            if not cost.is_finite() or cost < 0 or cost >= _MAX_COST:
                 raise self._invalid("cost is not a decimal")
         if currency is not None and not (isinstance(currency, str)
                                          and re.fullmatch(r"[A-Z]{3}", currency)):
@@ -331,6 +350,8 @@ class HttpCarrier:
 
     def _fail(self, message: str, *, retryable: bool,
               status_code: int | None = None) -> CarrierError:
+        if self._api_key:  # a carrier may quote the key it refused ("Unknown API key 'sk_…'")
+            message = message.replace(self._api_key, "[API key]")
         logger.warning("carrier call failed: %s (retryable=%s)", message, retryable)
         return CarrierError(message, retryable=retryable, status_code=status_code)
 

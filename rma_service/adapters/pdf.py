@@ -23,6 +23,7 @@ import base64
 import contextlib
 import functools
 import gc
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -44,6 +45,15 @@ _BAR_MODULE_MM = 0.375
 _BAR_MIN_MODULE_MM = 0.25
 _BAR_MAX_WIDTH_MM = 90.0
 _BAR_QUIET_MODULES = 12  # the symbology asks for at least 10 on each side
+
+# The sender's address ("from") has room for 6 lines of 8 pt between the head and the
+# warehouse's block. A longer one (a company, a building, "for the attention of": the API takes
+# 200 characters a line) is set smaller, down to 5 pt, rather than pushing the barcodes and the
+# dates off the label (label.css also stops it at that height, should the estimate fall short).
+# A line of 8 pt holds about 64 characters on the label; words wrap, hence the margin.
+_FROM_SIZES_PT = (8.0, 7.0, 6.0, 5.0)
+_FROM_LINES_AT_8PT = 6
+_FROM_CHARS_AT_8PT = 64 * 0.9
 
 # Postal usage: these countries write the city before the postal code.
 _CITY_FIRST = frozenset({"AU", "CA", "GB", "IE", "US"})
@@ -228,12 +238,14 @@ def _context(doc: LabelDocument) -> dict[str, Any]:
     if doc.expires_at is not None:
         instructions += " " + strings["deadline"].format(date=_format_date(doc.expires_at, lang))
     reasons = _REASONS[lang]
+    sender_lines = _address_lines(doc.sender, lang)
     return {
         "lang": lang,
         "t": strings,
         "doc": doc,
         "page_format": doc.page_format,
-        "sender_lines": _address_lines(doc.sender, lang),
+        "sender_lines": sender_lines,
+        "sender_font_pt": _sender_font_pt(sender_lines),
         "recipient_lines": _address_lines(doc.recipient, lang),
         "rma_barcode": _code128_data_uri(doc.rma_number, bar_height_mm=13),
         "tracking_barcode": _code128_data_uri(doc.tracking_number, bar_height_mm=16),
@@ -274,6 +286,17 @@ def _address_lines(address: Address, lang: str) -> list[str]:
     # print as an empty line, is left out.
     return [line.replace("\r", " ").replace("\n", " ") for line in lines
             if line and line.strip(" \t\n\r\f")]
+
+
+def _sender_font_pt(lines: list[str]) -> float:
+    """The largest size of ``_FROM_SIZES_PT`` at which ``lines``, wrapped, fit the room of
+    6 lines of 8 pt (the smallest size when none does)."""
+    for size in _FROM_SIZES_PT:
+        per_line = _FROM_CHARS_AT_8PT * 8.0 / size
+        wrapped = sum(max(1, math.ceil(len(line) / per_line)) for line in lines)
+        if wrapped * size <= _FROM_LINES_AT_8PT * 8.0:
+            return size
+    return _FROM_SIZES_PT[-1]
 
 
 @functools.cache

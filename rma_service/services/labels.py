@@ -50,7 +50,11 @@ the carrier: it marks the label ``voided`` and, when a carrier shipment exists, 
 ``next_attempt_at`` = now — the flag. The same job then calls ``void_shipment`` after the
 commit, retries it with backoff, and clears the flag (audit event ``label_carrier_voided``;
 a refusal gives ``label_void_failed``). A crash never loses a void and a rollback never sends
-one. The self carrier has nothing to void.
+one. The self carrier has nothing to void. A pending label voided after an unanswered call
+(timeout, 5xx, garbled answer, a call still running or cut by a crash: ``may_have_shipment``)
+is flagged too although no shipment id is known: the job asks the carrier again with the same
+reference, which gives back the shipment it may have booked, and voids that; a refusal means
+there never was one.
 
 Tracking events (``POST /api/v1/carrier-events/{carrier}``)
 ------------------------------------------------------------
@@ -116,15 +120,26 @@ def needs_carrier_void(label: Label) -> bool:
     return bool(label.carrier_shipment_id) and label.carrier.lower() != SELF
 
 
+def may_have_shipment(label: Label) -> bool:
+    """Whether the carrier may hold a shipment of this pending label that we never heard of: a
+    call to create it went unanswered (a timeout or a 5xx the carrier had in fact served, a
+    garbled answer: ``attempts``), or is running, or was cut short by a crash (``locked_until``).
+    Voiding such a label asks the carrier again with the same reference, which gives the
+    shipment back if there is one, and voids it (``_void_at_carrier``)."""
+    return (label.status == "pending" and label.carrier.lower() != SELF and not label.carrier_shipment_id
+            and bool(label.attempts or label.locked_until))
+
+
 def void_current(ret: Return, now: datetime, actor: str) -> None:
     """Void the return's current label, inside the caller's transaction. The carrier is told
     after the commit, by the label job (``next_attempt_at`` is the outbox flag)."""
     label = current_label(ret)
     if label is not None and label.status in ("pending", "issued", "failed"):
+        at_carrier = needs_carrier_void(label) or may_have_shipment(label)
         label.status = "voided"
         label.voided_at = now
         label.attempts, label.last_error = 0, None
-        label.next_attempt_at = now if needs_carrier_void(label) else None
+        label.next_attempt_at = now if at_carrier else None
         record(ret, "label_voided", actor, now, data={"tracking_number": label.tracking_number})
 
 
@@ -316,20 +331,25 @@ def _load(label_id: int, now: datetime) -> Optional[_Work]:
     base = dict(label_id=label.id, return_id=ret.id, carrier=label.carrier, attempts=label.attempts or 0,
                 created_at=label.created_at)
     if label.status == "voided":
-        if label.next_attempt_at is None or not needs_carrier_void(label):
+        if label.next_attempt_at is None or label.carrier.lower() == SELF:
             _release_one(label.id, next_attempt_at=None)
             return None
+        # Without a shipment id, a call that may have created the shipment went unanswered: the
+        # void asks the carrier for it again with the same reference first.
         work = _Work(kind="void", shipment_id=label.carrier_shipment_id, tracking_number=label.tracking_number,
-                     **base)
+                     request=None if label.carrier_shipment_id else _shipment_request(ret, label), **base)
         db.session.rollback()
         return work
     if label.status != "pending":
         _release_one(label.id, next_attempt_at=None)
         return None
     if ret.status != "authorized":
-        # Received (or finished) without this label: nothing to ask the carrier for.
+        # Received (or finished) without this label: nothing to ask the carrier for, but a
+        # shipment an unanswered call may have created (our claim is ``locked_until`` now).
+        void_at_carrier = label.carrier.lower() != SELF and bool(label.attempts)
         result = db.session.execute(update(Label).where(Label.id == label.id, Label.status == "pending")
-                                    .values(status="voided", voided_at=now, next_attempt_at=None, locked_until=None)
+                                    .values(status="voided", voided_at=now, locked_until=None,
+                                            next_attempt_at=now if void_at_carrier else None)
                                     .execution_options(synchronize_session=False))
         if result.rowcount == 1:
             record(ret, "label_voided", ACTOR, now, data={"tracking_number": None,
@@ -337,12 +357,9 @@ def _load(label_id: int, now: datetime) -> Optional[_Work]:
         db.session.commit()
         return None
     order = ret.order
-    sender = Address(name=order.ship_name, line1=order.ship_line1, line2=order.ship_line2 or None,
-                     postal_code=order.ship_postal_code, city=order.ship_city, country=order.ship_country)
-    recipient = _warehouse()
+    request = _shipment_request(ret, label)
+    sender, recipient = request.sender, request.recipient
     cfg = settings()
-    request = ShipmentRequest(reference=f"{ret.rma_code}-{label.id}", sender=sender, recipient=recipient,
-                              weight_grams=None, service=label.service)
     same_carrier = label.carrier.lower() == str(cfg.get("CARRIER") or SELF).lower()
     document = dict(
         rma_number=format_number(ret.rma_code),
@@ -354,6 +371,15 @@ def _load(label_id: int, now: datetime) -> Optional[_Work]:
     work = _Work(kind="issue", request=request, document=document, **base)
     db.session.rollback()
     return work
+
+
+def _shipment_request(ret: Return, label: Label) -> ShipmentRequest:
+    """What the carrier is asked for ``label``; its reference is the carrier's idempotency key."""
+    order = ret.order
+    sender = Address(name=order.ship_name, line1=order.ship_line1, line2=order.ship_line2 or None,
+                     postal_code=order.ship_postal_code, city=order.ship_city, country=order.ship_country)
+    return ShipmentRequest(reference=f"{ret.rma_code}-{label.id}", sender=sender, recipient=_warehouse(),
+                           weight_grams=None, service=label.service)
 
 
 def _render(work: _Work, tracking_number: str, issued_at: datetime, expires_at: datetime) -> bytes:
@@ -486,11 +512,26 @@ def _store_failure(work: _Work, message: str, retryable: bool, now: datetime) ->
 
 
 def _void_at_carrier(work: _Work, carriers: dict[str, Any], now: datetime) -> None:
-    """Tell the carrier a voided label's shipment is cancelled; retried with backoff."""
+    """Tell the carrier a voided label's shipment is cancelled; retried with backoff. Without
+    a shipment id (``may_have_shipment``), the carrier is first asked again with the label's
+    reference: it gives back the shipment an unanswered call created, which is then voided; a
+    refusal means there never was one, and nothing is left to void."""
+    found: dict[str, Any] = {}
+    shipment_id = work.shipment_id
     try:
         carrier = _carrier(work.carrier, carriers)
-        assert work.shipment_id is not None
-        carrier.void_shipment(work.shipment_id)
+        if shipment_id is None:
+            assert work.request is not None
+            try:
+                result = carrier.create_shipment(work.request)
+            except CarrierError as exc:
+                if exc.retryable:
+                    raise
+            else:
+                shipment_id = result.carrier_shipment_id
+                found = {"carrier_shipment_id": shipment_id, "tracking_number": result.tracking_number}
+        if shipment_id is not None:
+            carrier.void_shipment(shipment_id)
         error: Optional[str] = None
         retryable = False
     except CarrierError as exc:
@@ -508,10 +549,10 @@ def _void_at_carrier(work: _Work, carriers: dict[str, Any], now: datetime) -> No
     else:
         values = {"next_attempt_at": None, "last_error": f"Void refused: {error}", "attempts": attempts}
     db.session.execute(update(Label).where(Label.id == work.label_id, Label.status == "voided")
-                       .values(locked_until=None, **values).execution_options(synchronize_session=False))
-    if error is None or not retryable:
+                       .values(locked_until=None, **values, **found).execution_options(synchronize_session=False))
+    if shipment_id is not None and (error is None or not retryable):
         ret = db.session.get(Return, work.return_id)
-        data = {"carrier": work.carrier, "tracking_number": work.tracking_number}
+        data = {"carrier": work.carrier, "tracking_number": found.get("tracking_number", work.tracking_number)}
         record(ret, "label_carrier_voided" if error is None else "label_void_failed", ACTOR, now,
                data=data if error is None else {**data, "error": error})
     db.session.commit()
