@@ -32,8 +32,6 @@ either secret verifies. The receiver should accept both of its secrets while it 
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import queue
@@ -55,7 +53,7 @@ from ..domain.deadlines import next_attempt_at
 from ..errors import ApiError, NotFound
 from ..extensions import db
 from ..models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from . import settings
+from . import cursors, settings
 from .claims import STOP, RunBudget, claim_locked, wallclock
 
 log = logging.getLogger(__name__)
@@ -95,37 +93,17 @@ def get_endpoint(endpoint_id: str) -> WebhookEndpoint:
     return endpoint
 
 
-def _encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, n: int) -> list[str]:
-    try:
-        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        parts = []
-    if len(parts) != n:
-        raise ApiError(422, "validation_error", "The cursor is not one this API gave out.",
-                       errors={"cursor": ["Invalid cursor."]})
-    return parts
-
-
 def list_endpoints(limit: int, cursor: Optional[str]) -> tuple[list[WebhookEndpoint], Optional[str]]:
     """Live endpoints, newest first; keyset pagination on (created_at, id)."""
     query = select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))
     if cursor:
-        at_text, last_id = _decode_cursor(cursor, 2)
-        try:
-            at = datetime.fromisoformat(at_text)
-        except ValueError:
-            raise ApiError(422, "validation_error", "The cursor is not one this API gave out.",
-                           errors={"cursor": ["Invalid cursor."]}) from None
+        at, last_id = cursors.required(cursors.decode_time_key(cursor, max_length=36))
         query = query.where((WebhookEndpoint.created_at < at)
                             | and_(WebhookEndpoint.created_at == at, WebhookEndpoint.id < last_id))
     rows = list(db.session.scalars(query.order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id.desc())
                                    .limit(limit + 1)))
     page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > limit else None
+    next_cursor = cursors.encode(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > limit else None
     return page, next_cursor
 
 
@@ -169,14 +147,10 @@ def list_deliveries(endpoint_id: str, status: Optional[str], limit: int,
     if status:
         query = query.where(WebhookDelivery.status == status)
     if cursor:
-        (last,) = _decode_cursor(cursor, 1)
-        if not last.isdigit():
-            raise ApiError(422, "validation_error", "The cursor is not one this API gave out.",
-                           errors={"cursor": ["Invalid cursor."]})
-        query = query.where(WebhookDelivery.id < int(last))
+        query = query.where(WebhookDelivery.id < cursors.required(cursors.decode_id(cursor)))
     rows = list(db.session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
     page = rows[:limit]
-    return page, (_encode_cursor(page[-1].id) if len(rows) > limit else None)
+    return page, (cursors.encode(page[-1].id) if len(rows) > limit else None)
 
 
 def delivery_payload(delivery: WebhookDelivery) -> dict[str, Any]:

@@ -70,3 +70,43 @@ def test_an_altered_queue_cursor_shows_the_first_page(app, client, api, order, r
     assert resp.status_code == 200
     assert number in resp.get_data(as_text=True)
     assert first.status_code == 200
+
+
+@pytest.mark.parametrize("raw", [
+    "2026-01-01T00:00:00|0b9f0a52-1f3c-4f7e-9a55-3b1d2c3e4f50",   # no time zone
+    "2026-01-01T00:00:00+00:00|" + "x" * 37,                     # longer than an endpoint id
+    "2026-01-01T00:00:00+00:00|",
+    "yesterday|0b9f0a52-1f3c-4f7e-9a55-3b1d2c3e4f50",
+])
+def test_an_altered_endpoint_list_cursor_is_a_422(api, raw):
+    assert_invalid_cursor(api.get(f"/webhook-endpoints?cursor={b64(raw)}"))
+
+
+@pytest.mark.parametrize("raw_id", [i for i in ALTERED_IDS if i])  # (an empty cursor is no cursor)
+def test_an_altered_delivery_list_cursor_is_a_422(api, raw_id):
+    endpoint = api.post("/webhook-endpoints", json={"url": "https://shop.example/hooks", "events": ["*"]})
+    assert endpoint.status_code == 201, endpoint.get_json()
+    assert_invalid_cursor(api.get(f"/webhook-endpoints/{endpoint.get_json()['id']}/deliveries?cursor={b64(raw_id)}"))
+
+
+def test_the_endpoint_and_delivery_cursors_the_api_gives_out_still_page(api, order):
+    made = [api.post("/webhook-endpoints", json={"url": f"https://shop.example/hooks/{i}", "events": ["*"]})
+            .get_json()["id"] for i in range(3)]
+    seen, cursor = [], None
+    while True:
+        page = api.get("/webhook-endpoints?limit=2" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(made) and len(seen) == 3
+    for _ in range(2):
+        assert api.post("/returns", json=return_body(items=[{"line_id": "L2", "quantity": 1, "reason": "too_small"}])).status_code == 201
+    deliveries, cursor = [], None
+    while True:
+        page = api.get(f"/webhook-endpoints/{made[0]}/deliveries?limit=3" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        deliveries += [d["id"] for d in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(deliveries) == len(set(deliveries)) == 4   # return.created + return.authorized, twice
