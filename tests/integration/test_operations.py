@@ -245,6 +245,33 @@ def test_an_unknown_rma_env_is_refused_naming_the_allowed_values(raw):
         load_config({"ENV": raw, "SECRET_KEY": STRONG_SECRET}, environ={})
 
 
+
+@pytest.mark.parametrize("name, raw, said", [
+    ("RMA_DISPUTE_CAPACITY", "0", "0 is out of range"),           # every dispute triage answered 500
+    ("RMA_RESTOCKING_FEE_RATE", "2", "2 is out of range (0 to 1)"),  # a 200 % fee
+    ("RMA_RETURN_WINDOW_DAYS", "-5", "-5 is out of range"),
+    ("RMA_RETURN_SHIPPING_FEE", "NaN", "NaN is out of range"),
+    ("RMA_APPROVAL_THRESHOLD", "500,00", "not a number: '500,00'"),
+    ("RMA_WEBHOOK_TIMEOUT", "inf", "inf is out of range"),
+    ("RMA_REFUND_REMINDER_DAYS", "3, 0", "0 is out of range"),
+    ("RMA_SMTP_PORT", "smtp", "not a number: 'smtp'"),
+    ("RMA_JOB_LEASE_SECONDS", "0", "0 is out of range (1 to"),
+])
+def test_a_setting_out_of_range_stops_the_start_naming_the_variable(name, raw, said):
+    with pytest.raises(ValueError) as info:
+        load_config(environ={name: raw})
+    assert str(info.value).startswith(f"{name}: ") and said in str(info.value)
+
+
+def test_settings_in_range_are_read_with_their_types():
+    from decimal import Decimal
+    cfg = load_config(environ={"RMA_DISPUTE_CAPACITY": " 5 ", "RMA_RESTOCKING_FEE_RATE": "0.10",
+                               "RMA_WEBHOOK_TIMEOUT": "2.5", "RMA_REFUND_REMINDER_DAYS": "5, 2, 1",
+                               "RMA_PHOTOS_PER_ITEM": "0"})
+    assert (cfg["DISPUTE_CAPACITY"], cfg["RESTOCKING_FEE_RATE"], cfg["WEBHOOK_TIMEOUT"]) == (5, Decimal("0.10"), 2.5)
+    assert cfg["REFUND_REMINDER_DAYS"] == [5, 2, 1] and cfg["PHOTOS_PER_ITEM"] == 0
+    assert isinstance(cfg["RESTOCKING_FEE_RATE"], Decimal)
+
 # --- demo data in production ------------------------------------------------------------------
 
 def _rows(app, model) -> int:
