@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Optional
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import ApiError
@@ -26,7 +27,11 @@ def create_agent(email: str, name: str, role: str, password: str, handles_disput
     agent = Agent(email=email, name=name, role=role, handles_disputes=handles_disputes,
                   password_hash=generate_password_hash(password), created_at=now)
     db.session.add(agent)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same email invited twice at the same moment: the index decides
+        db.session.rollback()
+        raise ApiError(409, "conflict", f"An agent with email {email} exists already.") from None
     if handles_disputes:
         from .disputes import assign_waiting
         assign_waiting(now)  # disputes waiting for a handler (one transaction of its own)

@@ -4,6 +4,7 @@ refurbishing, notes and agent management. Every refused action changes nothing."
 from __future__ import annotations
 
 import html as _html
+import os
 import re as _re
 from datetime import timedelta
 from decimal import Decimal
@@ -787,3 +788,40 @@ def test_a_failed_mail_is_shown_on_the_return_page_and_sent_again(app, signed_in
     assert "Only a mail that failed can be sent again." in resp.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(MailMessage, mail_id).status == "sent"
+
+
+@pytest.mark.skipif(not os.environ.get("RMA_TEST_DATABASE_URL", "").startswith("postgresql"),
+                    reason="on SQLite the invitation's audit row takes the database's write lock before the "
+                           "check: two invitations cannot interleave there")
+def test_the_same_email_invited_twice_at_once_is_a_message_not_a_500(app, signed_in):
+    """The second invitation passes the 'exists already?' check before the first commits;
+    the unique index refuses it. Played out deterministically: the other admin's invitation
+    is committed (on its own connection) right before this one's flush."""
+    from sqlalchemy import event, insert
+    from rma_service import clock
+    with app.app_context():
+        engine = db.engine
+
+        fired = []
+
+        def the_other_admin_was_faster(session, flush_context, instances):
+            if not fired and any(isinstance(o, Agent) and o.email == "nina@example.com" for o in session.new):
+                fired.append(True)
+                with engine.begin() as conn:
+                    conn.execute(insert(Agent.__table__).values(
+                        email="nina@example.com", name="Nina (other tab)", role="agent", password_hash="x",
+                        handles_disputes=False, active=True, away=False, created_at=clock.now()))
+
+        event.listen(db.session, "before_flush", the_other_admin_was_faster)
+    try:
+        resp = post_form(signed_in, "/admin/agents", "/admin/agents",
+                         {"email": "nina@example.com", "name": "Nina", "role": "agent"})
+    finally:
+        with app.app_context():
+            event.remove(db.session, "before_flush", the_other_admin_was_faster)
+    assert fired
+    assert resp.status_code == 422, resp.status_code
+    assert "exists already" in resp.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Agent.name).where(Agent.email == "nina@example.com")).all() == \
+            ["Nina (other tab)"]
