@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from rma_service.extensions import db
-from rma_service.models import Agent, Dispute, DisputeMessage, Event, OutboxEvent, Photo, ReturnItem
-from tests.conftest import NOW
+from rma_service.models import Agent, Dispute, DisputeMessage, Event, Label, OutboxEvent, Photo, ReturnItem
+from tests.conftest import NOW, return_body
 
 from .admin_support import (PASSWORD, create_return, csrf_token, customer_return, get_return, login, make_agent,
                             open_dispute, photo_ids, png_bytes, post_form, put_order, set_tracking)
@@ -825,3 +825,22 @@ def test_the_same_email_invited_twice_at_once_is_a_message_not_a_500(app, signed
     with app.app_context():
         assert db.session.scalars(select(Agent.name).where(Agent.email == "nina@example.com")).all() == \
             ["Nina (other tab)"]
+
+
+def test_the_label_panel_gives_the_expiry_only_while_the_label_is_unused(app, signed_in, api):
+    """A parcel the carrier scanned has used its label: its expiry date means nothing any more."""
+    from tests.e2e.admin_support import set_tracking
+    number = api.post("/returns", json=return_body()).get_json()["rma_number"]
+    set_tracking(app, number, "6A0000000001")
+    with app.app_context():
+        label = db.session.scalar(select(Label).order_by(Label.id.desc()))
+        label.expires_at = NOW + timedelta(days=28)
+        db.session.commit()
+
+    def label_fact() -> str:
+        page = signed_in.get(f"/admin/returns/{number}").get_data(as_text=True)
+        return _text(page.split('<dt>Label</dt>')[1].split('</dd>')[0])
+
+    assert label_fact() == f"issued · expires {(NOW + timedelta(days=28)):%Y-%m-%d}"
+    set_tracking(app, number, "6A0000000001", "in_transit")
+    assert label_fact() == "issued · in use"
