@@ -72,6 +72,7 @@ _RETRY_STATUSES = (500, 502, 503, 504)
 # 4xx answers that mean "not now" rather than "no": worth trying again later.
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 _MESSAGE_MAX_CHARS = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Labels.cost is Numeric(12, 2): 10 digits before the point.
 _MAX_COST = Decimal("1e10")
 
@@ -304,6 +305,8 @@ class HttpCarrier:
             raise self._invalid(f"{label or key} is missing or empty")
         if max_len is not None and len(value.strip()) > max_len:  # what the labels table holds
             raise self._invalid(f"{label or key} is longer than {max_len} characters")
+        if _CONTROL.search(value.strip()):  # NUL: PostgreSQL refuses it; a line break: no barcode
+            raise self._invalid(f"{label or key} contains a control character")
         return value.strip()
 
     def _decode_label(self, data: object) -> bytes:

@@ -269,3 +269,19 @@ def test_a_short_sender_address_keeps_its_ordinary_size():
     from rma_service.adapters.pdf import _context
     assert _context(make_document())["sender_font_pt"] == 8
     assert _context(make_document(sender=COMPANY))["sender_font_pt"] < 8
+
+
+@pytest.mark.parametrize("tracking, shipment", [("ACME\u0000222", "shp_1"), ("ACME222", "shp\u00001"),
+                                                ("ACME\n222", "shp_1")])
+def test_a_control_character_in_the_carriers_ids_is_an_invalid_answer(app, api, order, acme, tracking, shipment):
+    """PostgreSQL refuses NUL in text (the whole label batch crashed); a line break in a tracking
+    number would break the label's barcode and the carrier-event lookup."""
+    acme.expect_request("/v1/shipments", method="POST").respond_with_json(
+        created(tracking=tracking, shipment=shipment), status=201)
+    number = new_return(api)["rma_number"]
+
+    assert run(app) == 0
+
+    [label] = label_rows(app, number)
+    assert (label.status, label.tracking_number, label.locked_until) == ("pending", None, None)
+    assert "contains a control character" in label.last_error
