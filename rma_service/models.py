@@ -46,22 +46,31 @@ class Money(TypeDecorator):
 
     impl = Numeric(12, 2)
     cache_ok = True
+    precision, scale = 12, 2
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(24))
-        return dialect.type_descriptor(Numeric(12, 2))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale))
 
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        value = Decimal(value).quantize(Decimal("0.01"))
+        value = Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return Decimal(value).quantize(Decimal("0.01"))
+        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+
+
+class Rate(Money):
+    """A fraction with four places (0.1000 = 10 %), exact like Money."""
+
+    impl = Numeric(7, 4)
+    cache_ok = True
+    precision, scale = 7, 4
 
 
 def utcnow() -> datetime:
@@ -203,6 +212,9 @@ class Return(Model):
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     shipping_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     restocking_fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    # The policy's rate when the return was made: the fee follows the units kept (what arrived,
+    # what a dispute counted); None for returns made before 0007, which keep their quoted fee.
+    restocking_fee_rate: Mapped[Optional[Decimal]] = mapped_column(Rate)
     # Set when a dispute is resolved: replaces the items' value in the amount due.
     adjusted_amount: Mapped[Optional[Decimal]] = mapped_column(Money)
     amount_refunded: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))

@@ -20,7 +20,7 @@ from ..services import notes as notes_svc
 from ..services import notifications
 from ..services import queues
 from ..services import returns as returns_svc
-from ..services.representation import current_label, refund_block, return_amount_due
+from ..services.representation import current_label, items_value, refund_block, return_amount_due, return_value_due
 from . import bp
 from .common import actor, attempt, form_errors, item_photos
 from .forms import (ActionForm, CancelForm, CloseForm, NoteForm, RefundForm, RejectForm, TriageForm, receive_form)
@@ -105,8 +105,9 @@ def return_context(ret: Return) -> dict:
         form = TriageForm(prefix=f"t{item.id}", formdata=None)
         form.condition.data = item.condition or "like_new"
         triage_forms[item.id] = form
+    surcharge = money(left * rate) if refund["overdue"] else Decimal("0.00")
     refund_form = RefundForm(formdata=None)
-    refund_form.amount.data = left
+    refund_form.amount.data = left + surcharge  # late: what the law says is owed now
     events = db.session.scalars(select(Event).where(Event.return_id == ret.id).order_by(Event.id)).all()
     # What the refund box shows: nothing but a sentence when no refund applies (exchange, store
     # credit, a return that never went through); the deadline only while something is owed.
@@ -115,8 +116,11 @@ def return_context(ret: Return) -> dict:
     refund_open = refund_applies and ret.status not in ("refunded", "closed") and left > 0
     return {
         "ret": ret, "number": format_number(ret.rma_code), "refund": refund, "amount_due": due,
-        "amount_left": left, "surcharge": money(left * rate) if refund["overdue"] else Decimal("0.00"),
+        "amount_left": left, "surcharge": surcharge,
         "refund_applies": refund_applies, "refund_open": refund_open,
+        # Exchange and store credit: what the agent sends or issues (the customer was shown it).
+        "credit_applies": ret.resolution != "refund" and ret.status not in sm.RELEASES_UNITS,
+        "value_due": return_value_due(ret), "items_value": items_value(ret),
         "show_deadline": refund_open or ret.status == "refunded",
         "can_record_refund": "refund" in actions and left > 0,
         "label": current_label(ret), "dispute": ret.disputes[-1] if ret.disputes else None,

@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from babel import Locale
-from babel.numbers import list_currencies
+from babel.numbers import get_currency_precision, list_currencies
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .. import clock
@@ -61,6 +61,15 @@ def _not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
+def _with_cents(value: str) -> None:
+    """Amounts are stored and refunded in hundredths (Money, NUMERIC(12, 2)), and the fee and
+    approval settings have no currency of their own: a currency with other minor units (JPY
+    has none, KWD three) would be told to refund 904.50 yen. Refused until they are supported."""
+    if value.upper() in CURRENCIES and get_currency_precision(value.upper()) != 2:
+        raise ValidationError(f"Only currencies with two decimal places are supported; {value.upper()} has "
+                              f"{get_currency_precision(value.upper())}.")
+
+
 def _known(codes: frozenset[str], error: str):
     def check(value: str) -> None:
         if value.upper() not in codes:
@@ -110,7 +119,8 @@ class OrderIn(StrictSchema):
     placed_at = fields.AwareDateTime(required=True)
     delivered_at = fields.AwareDateTime(allow_none=True)
     currency = Str(required=True, validate=[validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. EUR."),
-                                            _known(CURRENCIES, "Unknown currency: send an ISO 4217 code, e.g. EUR.")])
+                                            _known(CURRENCIES, "Unknown currency: send an ISO 4217 code, e.g. EUR."),
+                                            _with_cents])
     lines = fields.List(fields.Nested(OrderLineIn), required=True, validate=validate.Length(min=1, max=500))
 
     @validates_schema

@@ -147,7 +147,7 @@ def quote(items: Iterable[RequestedItem], resolution: str, policy: Policy) -> Qu
                                 if it.reason not in SHOP_FAULT_REASONS), Decimal("0")))
     customer_pays = bool(items) and all(it.reason not in SHOP_FAULT_REASONS for it in items)
     shipping_fee = money(policy.shipping_fee) if customer_pays else Decimal("0.00")
-    restocking_fee = money(customer_value * policy.restocking_fee_rate)
+    restocking_fee = restocking_fee_on(customer_value, policy.restocking_fee_rate)
     notes = []
     if customer_pays and shipping_fee:
         notes.append("return_shipping_fee")
@@ -156,6 +156,13 @@ def quote(items: Iterable[RequestedItem], resolution: str, policy: Policy) -> Qu
     needs_approval = value > policy.approval_threshold or any(it.reason == "other" for it in items)
     due = amount_due(value, shipping_fee, restocking_fee, resolution)
     return Quote(value, shipping_fee, restocking_fee, due, needs_approval, customer_pays, notes)
+
+
+def restocking_fee_on(customer_value: Decimal, rate: Decimal) -> Decimal:
+    """The restocking fee on the value of the items kept for the customer's own reasons: at
+    the quote the units announced, once the parcel is counted the units that arrived (a
+    disputed item at the share its dispute counted)."""
+    return money(customer_value * rate)
 
 
 def amount_due(items_value: Decimal, shipping_fee: Decimal, restocking_fee: Decimal,

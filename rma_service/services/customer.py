@@ -27,7 +27,7 @@ from . import policy, settings
 from . import returns as returns_service
 from .orders import customer_order_number
 from .photos import CleanPhoto, PhotoError, clean_photo
-from .representation import current_label, items_value, refund_block, return_amount_due
+from .representation import current_label, refund_block, return_amount_due, return_value_due
 from .tokens import read_status_token, status_token
 
 COMMENT_MAX = 1000
@@ -403,15 +403,8 @@ class StatusView:
 
     @property
     def value_due(self) -> Decimal:
-        """The value the customer gets back in money, goods or credit: the amount due for a
-        refund; the items' value for an exchange (no fees); less the fees for store credit."""
-        ret = self.ret
-        if ret.resolution == "refund":
-            return self.amount_due
-        value = items_value(ret)
-        if ret.resolution == "store_credit":
-            value = value - money(ret.shipping_fee or 0) - money(ret.restocking_fee or 0)
-        return max(Decimal("0.00"), money(value))
+        """The value the customer gets back in money, goods or credit (representation's)."""
+        return return_value_due(self.ret)
 
     @property
     def has_evidence(self) -> bool:

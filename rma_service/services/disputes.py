@@ -44,6 +44,7 @@ from ..models import Agent, Dispute, DisputeMessage, Event, Return, ReturnItem
 from . import settings
 from .audit import emit, record, transition
 from .representation import dispute_message_payload, dispute_payload
+from .returns import close_if_nothing_due, recount_restocking_fee
 
 OUTCOMES = ("accept", "partial", "reject")
 AUTHORS = ("customer", "handler")
@@ -419,6 +420,7 @@ def resolve(dispute: Dispute, outcome: str, amount: Optional[Decimal], note: Opt
     dispute.status, dispute.outcome, dispute.resolved_amount = "resolved", outcome, granted
     dispute.resolution_note, dispute.resolved_at = note, now
     ret.adjusted_amount = adjusted_amount(ret)
+    recount_restocking_fee(ret)  # a refused item costs no restocking fee
     ret.updated_at = now
     data: dict[str, Any] = {"outcome": outcome, "amount": str(granted), "disputed_value": str(disputed),
                             "note": note, "items": items, "adjusted_amount": str(ret.adjusted_amount)}
@@ -431,6 +433,7 @@ def resolve(dispute: Dispute, outcome: str, amount: Optional[Decimal], note: Opt
     pending = any(i.received_quantity and i.disposition == "pending" for i in ret.items)
     if ret.status == "disputed" and not pending and not any(d.status == "open" for d in ret.disputes):
         transition(ret, "resolve", actor, now, data={"dispute_id": dispute.id, "outcome": outcome})
+        close_if_nothing_due(ret, now)
     _mail_customer(ret, "dispute_resolved", dispute, now)
     db.session.commit()
     if dispute.handler_id is not None:

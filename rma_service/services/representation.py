@@ -7,7 +7,8 @@ from typing import Any, Optional
 
 from ..clock import rfc3339
 from ..domain import deadlines
-from ..domain.policy import amount_due, line_eligibility, LineFacts, money
+from ..domain.policy import SHOP_FAULT_REASONS, amount_due, line_eligibility, LineFacts, money
+from ..domain.status import RELEASES_UNITS
 from ..domain.rma_number import format_number
 from ..models import Label, Order, Return
 from . import policy, settings
@@ -33,8 +34,48 @@ def items_value(ret: Return) -> Decimal:
                      Decimal("0")))
 
 
+def customer_reason_value(ret: Return) -> Decimal:
+    """The value the restocking fee is taken on: items returned for the customer's own reasons,
+    announced units before the parcel is counted, the units that arrived after; a disputed
+    item counts at the share of its value the disputes counted (all of it while open, none
+    once refused)."""
+    received = ret.received_at is not None
+    value = Decimal("0")
+    disputed = Decimal("0")
+    for item in ret.items:
+        if item.reason in SHOP_FAULT_REASONS:
+            continue
+        if received and item.disposition == "dispute":
+            disputed += item.unit_price * item.received_quantity
+        else:
+            value += item.unit_price * (item.received_quantity if received else item.quantity)
+    if disputed:
+        at_stake = sum((d.amount_at_stake or Decimal("0") for d in ret.disputes), Decimal("0"))
+        counted = sum(((d.resolved_amount or Decimal("0")) if d.status == "resolved" else (d.amount_at_stake or Decimal("0"))
+                       for d in ret.disputes), Decimal("0"))
+        value += disputed * counted / at_stake if at_stake else disputed
+    return money(value)
+
+
 def return_amount_due(ret: Return) -> Decimal:
+    """What the shop owes: nothing for a return that did not go ahead (rejected, cancelled,
+    expired), the items' value less the fees for a refund, nothing for an exchange or credit."""
+    if ret.status in RELEASES_UNITS:
+        return Decimal("0.00")
     return amount_due(items_value(ret), ret.shipping_fee, ret.restocking_fee, ret.resolution)
+
+
+def return_value_due(ret: Return) -> Decimal:
+    """The value the customer gets back in money, goods or credit: the amount due for a
+    refund; the items' value for an exchange (no fees); less the fees for store credit."""
+    if ret.status in RELEASES_UNITS:
+        return Decimal("0.00")
+    if ret.resolution == "refund":
+        return return_amount_due(ret)
+    value = items_value(ret)
+    if ret.resolution == "store_credit":
+        value = value - money(ret.shipping_fee or 0) - money(ret.restocking_fee or 0)
+    return max(Decimal("0.00"), money(value))
 
 
 def refund_block(ret: Return, now: datetime) -> dict[str, Any]:

@@ -13,13 +13,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..domain import rma_number
 from ..domain import status as sm
 from ..domain.policy import (ItemProblem, LineFacts, RequestedItem, check_items, line_eligibility,
-                             money, quote)
+                             money, quote, restocking_fee_on)
 from ..errors import ApiError, NotFound, validation_error
 from ..extensions import db
 from ..models import Order, OrderLine, Photo, Return, ReturnItem
 from . import newrows, notifications, policy
 from .audit import emit, record, transition
-from .representation import return_amount_due, return_payload
+from .representation import customer_reason_value, refund_block, return_amount_due, return_payload
 from .orders import read_order
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
@@ -118,7 +118,8 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
     ret = Return(status="requested", order_id=order.id, resolution=resolution,
                  customer_email=order.customer_email, customer_name=order.customer_name,
                  locale=data.get("locale") or order.locale, currency=order.currency, created_at=now, updated_at=now,
-                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee, amount_refunded=Decimal("0"),
+                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee,
+                 restocking_fee_rate=pol.restocking_fee_rate, amount_refunded=Decimal("0"),
                  rma_code=rma_number.generate(), labels=[], disputes=[])
     set_committed_value(ret, "order", order)  # readable, without putting ret in the session
     for it, spec in zip(requested, data["items"]):
@@ -232,9 +233,11 @@ def receive(number: str, items: Optional[list[dict]], actor: str, now: datetime)
     for spec in items or []:
         if spec.get("condition") and spec["line_id"] in by_line:
             by_line[spec["line_id"]].condition = spec["condition"]
-    # Units announced but not in the parcel go back to the order: they can be returned later.
+    # Units announced but not in the parcel go back to the order: they can be returned later
+    # (and the restocking fee is taken on what arrived, not on what was announced).
     release_units(ret, {item.id: item.quantity - item.received_quantity for item in ret.items})
-    transition(ret, "receive", actor, now, data={"items": [{"line_id": k, "quantity": v} for k, v in counts.items()]})
+    transition(ret, "receive", actor, now, data={"items": [{"line_id": k, "quantity": v} for k, v in counts.items()]},
+               effects=lambda: recount_restocking_fee(ret))
     db.session.commit()
     return ret
 
@@ -277,6 +280,25 @@ def _advance_after_triage(ret: Return, actor: str, now: datetime) -> None:
         transition(ret, "dispute", actor, now)
     elif not pending and not open_dispute:
         transition(ret, "inspect" if ret.status == "received" else "resolve", actor, now)
+        close_if_nothing_due(ret, now)
+
+
+def recount_restocking_fee(ret: Return) -> None:
+    """The restocking fee on the units kept, once the parcel is counted or a dispute decided,
+    at the rate of the policy the return was made under (a return made before migration 0007
+    has none and keeps its quoted fee)."""
+    if ret.restocking_fee_rate is not None:
+        ret.restocking_fee = restocking_fee_on(customer_reason_value(ret), ret.restocking_fee_rate)
+
+
+def close_if_nothing_due(ret: Return, now: datetime) -> None:
+    """A refund return checked and owing nothing (the fees take the whole value, the disputed
+    items were refused) is closed by the policy: no refund to record, so none can be late, no
+    reminder, no surcharge, no place in the refund queues. Exchanges and credit wait for the
+    agent who sends or issues them."""
+    if (ret.status == "inspected" and ret.resolution == "refund"
+            and return_amount_due(ret) - money(ret.amount_refunded or 0) <= 0):
+        transition(ret, "close", "policy", now, data={"reason": "nothing_due"})
 
 
 def record_refund(number: str, amount: Decimal, reference: Optional[str], actor: str, now: datetime) -> Return:
@@ -286,8 +308,12 @@ def record_refund(number: str, amount: Decimal, reference: Optional[str], actor:
     amount = money(amount)
     due = return_amount_due(ret)
     left = due - money(ret.amount_refunded)
-    if amount > left:
-        raise validation_error({"amount": [f"At most {left} {ret.currency} is left to refund."]},
+    # A late refund owes the L242-4 surcharge on what is left: the shop may record it with it.
+    block = refund_block(ret, now)
+    surcharge = money(left * Decimal(block["surcharge_rate"])) if block["overdue"] and left > 0 else Decimal("0.00")
+    if amount > left + surcharge:
+        most = f"{left} {ret.currency}" + (f" (+ {surcharge} {ret.currency} L242-4 surcharge)" if surcharge else "")
+        raise validation_error({"amount": [f"At most {most} is left to refund."]},
                                "The amount is more than is left to refund.")
     ret.amount_refunded = money(ret.amount_refunded) + amount
     ret.refund_reference = reference or ret.refund_reference
