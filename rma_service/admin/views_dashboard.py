@@ -5,7 +5,7 @@ import csv
 import io
 from datetime import timedelta
 
-from flask import Response, flash, render_template, request, stream_with_context
+from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -31,9 +31,13 @@ def _presets(now):
     today = now.date()
     first = today.replace(day=1)
     last_month_end = first - timedelta(days=1)
+    try:
+        year_ago = today.replace(year=today.year - 1)
+    except ValueError:  # 29 February: a year before is the 28th
+        year_ago = today.replace(year=today.year - 1, day=28)
     return [("Last 7 days", today - timedelta(days=6), today), ("Last 30 days", today - timedelta(days=29), today),
             ("This month", first, today), ("Last month", last_month_end.replace(day=1), last_month_end),
-            ("Last 12 months", today.replace(year=today.year - 1) + timedelta(days=1), today)]
+            ("Last 12 months", year_ago + timedelta(days=1), today)]
 
 
 @bp.get("/kpis")
@@ -78,10 +82,13 @@ def _cell(value) -> str:
 def export_csv():
     period, error = _period()
     if error:
-        flash(error, "error")
+        # Not the default period in its place: the manager would report on other dates. The
+        # dashboard reads the same arguments and says what is wrong with them.
+        return redirect(url_for("admin.dashboard", **{k: v for k, v in request.args.items() if k in ("from", "to")}))
 
     def rows():
         buf = io.StringIO()
+        buf.write("\ufeff")  # UTF-8's mark: Excel otherwise reads the file as Windows-1252 (HÃ©lÃ¨ne)
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
         query = (select(Return).where(Return.created_at >= period.start, Return.created_at < period.end)

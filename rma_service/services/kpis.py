@@ -103,7 +103,10 @@ def parse_period(from_: Optional[str], to: Optional[str], now: datetime, *, defa
     up to today included)."""
     end = _parse_bound(to, "to", is_end=True) if to else \
         datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), time(0), tzinfo=timezone.utc)
-    start = _parse_bound(from_, "from", is_end=False) if from_ else end - timedelta(days=default_days)
+    try:
+        start = _parse_bound(from_, "from", is_end=False) if from_ else end - timedelta(days=default_days)
+    except OverflowError:  # 'to' in the first days of year 1: no default start before it
+        raise PeriodError("from", "The period is out of range.") from None
     if start >= end:
         raise PeriodError("from", "'from' must be before 'to'.")
     if end - start > timedelta(days=3700):
