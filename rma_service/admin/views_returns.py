@@ -258,10 +258,20 @@ def receive(number: str):
     if form.validate_on_submit():
         items = [{"line_id": item.line_id, "quantity": form[f"qty_{item.id}"].data,
                   "condition": form[f"cond_{item.id}"].data} for item in ret.items]
-        attempt(lambda: returns_svc.receive(number, items, actor(), clock.now()), f"{number} received.", form)
+        if attempt(lambda: returns_svc.receive(number, items, actor(), clock.now()), f"{number} received.", form):
+            return _back(number, form.source.data, "triage")
     else:
         form_errors(form)
-    return _back(number, form.source.data, "triage")
+    # Refused: the page again with what the worker counted, not the announced units (a redirect
+    # would show those, and Enter after fixing one box would receive them all).
+    ctx = return_context(_load(number))
+    if ctx["receive_form"] is not None:
+        ctx["receive_form"] = form
+    if form.source.data == "station":
+        for triage_form in ctx["triage_forms"].values():
+            triage_form.source.data = "station"
+        return render_template("admin/station.html", code="", ctx=ctx), 422
+    return render_template("admin/return.html", ctx=ctx, **ctx), 422
 
 
 @bp.post("/returns/<number>/items/<int:item_id>/triage")
