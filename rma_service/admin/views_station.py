@@ -40,7 +40,8 @@ def station_return(number: str):
 
 @bp.get("/refurbish")
 def refurbish_queue():
-    return render_template("admin/refurbish.html", items=queues.refurbish_queue(), form=RefurbishForm(formdata=None))
+    items, total = queues.refurbish_queue()
+    return render_template("admin/refurbish.html", items=items, total=total, form=RefurbishForm(formdata=None))
 
 
 @bp.post("/refurbish/<int:item_id>")

@@ -19,6 +19,7 @@ from ..domain.status import STATUSES
 from ..extensions import db
 from ..models import Label, Order, Return, ReturnItem, UTCDateTime
 from . import cursors, settings
+from .orders import customer_order_number
 from .kpis import OPEN_REFUND_STATUSES, _dialect
 
 PAGE_SIZE = 50
@@ -229,7 +230,11 @@ def search(text_: str, limit: int = 100) -> SearchResult:
         kind = "email"
     else:
         variants = sorted({q, q.upper()})
-        orders = db.session.scalars(select(Order.id).where(Order.order_number.in_(variants))).all()
+        # An order number as the customer writes it ("#1001", another case, spaces for hyphens),
+        # read as the customers' page reads it.
+        number = customer_order_number(q)
+        order_numbers = sorted(set(variants) | ({number} if number else set()))
+        orders = db.session.scalars(select(Order.id).where(Order.order_number.in_(order_numbers))).all()
         by_order = db.session.scalars(select(Return.id).where(Return.order_id.in_(orders))).all() if orders else []
         by_tracking = db.session.scalars(select(Label.return_id).where(Label.tracking_number.in_(variants))).all()
         ids = sorted(set(by_order) | set(by_tracking), reverse=True)
@@ -254,8 +259,11 @@ def find_for_receiving(text_: str) -> Optional[Return]:
                              .order_by(Label.id.desc()).limit(1))
 
 
-def refurbish_queue(limit: int = 200) -> list[ReturnItem]:
-    """Items waiting in the refurbish work step, oldest first (a partial index holds them)."""
-    return list(db.session.scalars(
-        select(ReturnItem).where(ReturnItem.refurbish_status == "pending").order_by(ReturnItem.id)
-        .options(selectinload(ReturnItem.ret)).limit(limit)))
+def refurbish_queue(limit: int = 200) -> tuple[list[ReturnItem], int]:
+    """The oldest ``limit`` items waiting in the refurbish work step, and how many wait in all
+    (a partial index holds them); the next ones show as these are finished."""
+    waiting = ReturnItem.refurbish_status == "pending"
+    items = list(db.session.scalars(select(ReturnItem).where(waiting).order_by(ReturnItem.id)
+                                    .options(selectinload(ReturnItem.ret)).limit(limit)))
+    total = len(items) if len(items) < limit else db.session.scalar(select(func.count()).where(waiting))
+    return items, total
