@@ -1,9 +1,14 @@
 """gunicorn settings read from the working directory (``gunicorn wsgi:app`` run from the
 repository root, ``make run``, the Docker image).
 
-Only the access log is set here: where the log goes, the bind address and the workers stay
-on the command line of each caller (``make run``, the Dockerfile, the benchmarks), so this
-file changes nothing for a caller that writes no access log.
+The access log and the worker timeout are set here; where the log goes, the bind address and
+the workers stay on the command line of each caller (``make run``, the Dockerfile, the
+benchmarks).
+
+Timeout: a sync worker that has not finished its answer after ``timeout`` seconds is killed
+mid-answer. The admin's CSV export of a year streams for about 40 s at half a million returns
+(bench/README.md, "Admin and KPIs at scale"); gunicorn's default of 30 s cut the file short
+without a word.
 
 What the access log must not hold:
 - the HTTP Basic user (gunicorn's default ``%(u)s``): a shop backend that sends its API key
@@ -17,6 +22,8 @@ status, response size, referer, user agent) and adds the duration in millisecond
 import re
 
 from gunicorn.glogging import Logger
+
+timeout = 120
 
 access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(f)s" "%(a)s"'
 
