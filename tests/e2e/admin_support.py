@@ -124,3 +124,9 @@ def open_dispute(api, number: str, line_id: str = "L1") -> int:
                     json={"disposition": "dispute", "condition": "damaged", "note": "scratched"})
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()["dispute"]["id"]
+
+
+def flashes(page: str, category: str = "error") -> list[str]:
+    """The flash messages of a category on an admin page, as text."""
+    import html
+    return [html.unescape(m) for m in re.findall(rf'<p class="flash {category}">(.*?)</p>', page, re.S)]

@@ -16,24 +16,11 @@ from rma_service.extensions import db
 from rma_service.models import Agent, Dispute, DisputeMessage, Event, Label, OutboxEvent, Photo, ReturnItem
 from tests.conftest import NOW, return_body
 
-from .admin_support import (PASSWORD, create_return, csrf_token, customer_return, get_return, login, make_agent,
-                            open_dispute, photo_ids, png_bytes, post_form, put_order, set_tracking)
+from .admin_support import (PASSWORD, create_return, csrf_token, customer_return, flashes, get_return, login,
+                            make_agent, open_dispute, photo_ids, png_bytes, post_form, put_order, set_tracking)
 
 SMALL = [{"line_id": "L1", "quantity": 1, "reason": "too_small"}]
 NEEDS_APPROVAL = [{"line_id": "L1", "quantity": 1, "reason": "other", "comment": "Colour is off"}]
-
-
-@pytest.fixture
-def admin(app):
-    make_agent(app)
-    return "alex@example.com"
-
-
-@pytest.fixture
-def signed_in(client, admin, order):
-    resp = login(client)
-    assert resp.status_code == 302
-    return client
 
 
 def _events(app, number, type_=None):
@@ -504,10 +491,6 @@ MONEY_TOO_LARGE = "Enter an amount under 10 million."
 DAMAGED = [{"line_id": "L1", "quantity": 1, "reason": "damaged"}]
 
 
-def _flashes(page: str, category: str = "error") -> list[str]:
-    return [_html.unescape(m) for m in _re.findall(rf'<p class="flash {category}">(.*?)</p>', page, _re.S)]
-
-
 def _text(fragment: str) -> str:
     return " ".join(_html.unescape(_re.sub(r"<[^>]+>", " ", fragment)).split())
 
@@ -537,8 +520,8 @@ def test_a_refund_amount_takes_a_point_or_a_french_comma_and_is_stored_exactly(a
     page = f"/admin/returns/{number}"
     resp = post_form(signed_in, page, f"{page}/refund", {"amount": typed, "reference": "PSP-1"}, follow_redirects=True)
     html = resp.get_data(as_text=True)
-    assert _flashes(html) == []
-    assert f"Refund of {stored} recorded on {number}." in _flashes(html, "ok")
+    assert flashes(html) == []
+    assert f"Refund of {stored} recorded on {number}." in flashes(html, "ok")
     assert get_return(app, number).amount_refunded == Decimal(stored)
 
 
@@ -554,7 +537,7 @@ def test_a_refund_amount_that_is_not_money_is_refused_with_one_message_and_nothi
     before = [e.type for e in _events(app, number)]
     resp = post_form(signed_in, page, f"{page}/refund", {"amount": typed, "reference": "PSP-1"}, follow_redirects=True)
     html = resp.get_data(as_text=True)
-    errors = _flashes(html)
+    errors = flashes(html)
     assert len(errors) == 1 and message in errors[0], errors
     assert "required" not in errors[0] and "recorded" not in html
     ret = get_return(app, number)
@@ -571,7 +554,7 @@ def test_the_dispute_amount_is_the_same_money_field_and_errors_are_the_field_mes
         resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": typed,
                                                                "note": "Part of it."}, follow_redirects=True)
         html = resp.get_data(as_text=True)
-        errors = _flashes(html)
+        errors = flashes(html)
         assert len(errors) == 1 and message in errors[0], (typed, errors)
         assert "Not a valid decimal value" not in html and "Number must be" not in html
         assert _dispute(app, dispute_id).status == "open"
@@ -579,14 +562,14 @@ def test_the_dispute_amount_is_the_same_money_field_and_errors_are_the_field_mes
     resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": "99,00", "note": "Part."},
                      follow_redirects=True)
     html = resp.get_data(as_text=True)
-    assert _flashes(html) == ["Amount: At most the disputed value, 49.90 EUR."]
+    assert flashes(html) == ["Amount: At most the disputed value, 49.90 EUR."]
     assert "The request has invalid fields." not in html
     assert _dispute(app, dispute_id).status == "open"
     # "12,50", a French decimal comma: 12.50 exactly.
     resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": "partial", "amount": "12,50",
                                                            "note": "We refund part of the shirt."},
                      follow_redirects=True)
-    assert "Dispute resolved: partial." in _flashes(resp.get_data(as_text=True), "ok")
+    assert "Dispute resolved: partial." in flashes(resp.get_data(as_text=True), "ok")
     dispute = _dispute(app, dispute_id)
     assert dispute.status == "resolved" and dispute.resolved_amount == Decimal("12.50")
 
@@ -601,7 +584,7 @@ def test_every_dispute_outcome_needs_a_note_for_the_customer(app, signed_in, api
     for note in ("", "   "):
         resp = post_form(signed_in, page, f"{page}/resolve", {"outcome": outcome, "note": note, **amount},
                          follow_redirects=True)
-        errors = _flashes(resp.get_data(as_text=True))
+        errors = flashes(resp.get_data(as_text=True))
         assert len(errors) == 1 and "Write a note for the customer" in errors[0], errors
         assert _dispute(app, dispute_id).status == "open"
     post_form(signed_in, page, f"{page}/resolve",
@@ -620,12 +603,12 @@ def test_cancel_needs_a_confirmation(app, signed_in, api):
     before = len(_events(app, number))
     for data in ({}, {"confirm": ""}):
         resp = post_form(signed_in, page, f"{page}/cancel", data, follow_redirects=True)
-        errors = _flashes(resp.get_data(as_text=True))
+        errors = flashes(resp.get_data(as_text=True))
         assert len(errors) == 1 and "I understand" in errors[0], errors
         assert get_return(app, number).status == "authorized"
         assert len(_events(app, number)) == before
     resp = post_form(signed_in, page, f"{page}/cancel", {"confirm": "y"}, follow_redirects=True)
-    assert f"{number} cancelled." in _flashes(resp.get_data(as_text=True), "ok")
+    assert f"{number} cancelled." in flashes(resp.get_data(as_text=True), "ok")
     assert get_return(app, number).status == "cancelled"
 
 
@@ -658,7 +641,7 @@ def test_a_received_quantity_that_is_wrong_gets_one_message(app, signed_in, api,
     resp = post_form(signed_in, page, f"{page}/receive", {f"qty_{item.id}": typed, f"cond_{item.id}": "new"},
                      follow_redirects=True)
     html = resp.get_data(as_text=True)
-    errors = _flashes(html)
+    errors = flashes(html)
     assert errors == ["Linen shirt, received: Enter a whole number of units from 0 to 1."], errors
     assert "Not a valid integer value" not in html and "Number must be" not in html
     assert get_return(app, number).status == "authorized"
@@ -723,12 +706,12 @@ def test_an_agent_reply_is_limited_like_the_customers_messages(app, signed_in, a
     html = signed_in.get(page).get_data(as_text=True)
     assert _re.search(r'<textarea id="body"[^>]*maxlength="4000"', html)
     resp = post_form(signed_in, page, f"{page}/messages", {"body": "x" * 4001}, follow_redirects=True)
-    errors = _flashes(resp.get_data(as_text=True))
+    errors = flashes(resp.get_data(as_text=True))
     assert len(errors) == 1 and "4000 characters" in errors[0] and "4001" in errors[0], errors
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(DisputeMessage)) == 0
     resp = post_form(signed_in, page, f"{page}/messages", {"body": "y" * 4000}, follow_redirects=True)
-    assert "Reply sent to the customer." in _flashes(resp.get_data(as_text=True), "ok")
+    assert "Reply sent to the customer." in flashes(resp.get_data(as_text=True), "ok")
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(DisputeMessage)) == 1
 

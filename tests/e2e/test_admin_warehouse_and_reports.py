@@ -4,7 +4,6 @@ period or with accented names, a refused receive form that forgot the counts typ
 search for an order number as customers write it, a refurbish queue past 200 items."""
 from __future__ import annotations
 
-import html as _html
 import re
 from datetime import datetime, timezone
 
@@ -15,26 +14,9 @@ from rma_service import clock
 from rma_service.extensions import db
 from rma_service.models import ReturnItem
 
-from .admin_support import create_return, get_return, login, make_agent, post_form, put_order
+from .admin_support import create_return, flashes, get_return, login, post_form, put_order
 
 SMALL = [{"line_id": "L1", "quantity": 1, "reason": "too_small"}]
-
-
-@pytest.fixture
-def admin(app):
-    make_agent(app)
-    return "alex@example.com"
-
-
-@pytest.fixture
-def signed_in(client, admin, order):
-    resp = login(client)
-    assert resp.status_code == 302
-    return client
-
-
-def _flashes(page: str, category: str = "error") -> list[str]:
-    return [_html.unescape(m) for m in re.findall(rf'<p class="flash {category}">(.*?)</p>', page, re.S)]
 
 
 def _as_in_production(app) -> None:
@@ -69,7 +51,7 @@ def test_the_csv_export_of_an_invalid_period_is_refused_not_replaced_by_another_
     assert resp.status_code == 302, resp.headers.get("Content-Disposition")
     assert resp.headers["Location"] == "/admin/kpis?from=2026-11-30&to=2026-11-01"
     page = signed_in.get(resp.headers["Location"]).get_data(as_text=True)
-    assert "'from' must be before 'to'." in " ".join(_flashes(page))
+    assert "'from' must be before 'to'." in " ".join(flashes(page))
 
 
 def test_the_csv_export_opens_with_accented_names_intact_in_excel(app, signed_in, api):
@@ -92,7 +74,7 @@ def test_a_refused_receive_form_keeps_the_counts_the_worker_typed(app, signed_in
                      {"source": "station", f"qty_{shirts.id}": "1", f"cond_{shirts.id}": "damaged",
                       f"qty_{socks.id}": "", f"cond_{socks.id}": "used"}, follow_redirects=True)
     page = resp.get_data(as_text=True)
-    assert _flashes(page), "the refusal is told"
+    assert flashes(page), "the refusal is told"
     assert get_return(app, number).status == "authorized"
     shown = re.search(rf'name="qty_{shirts.id}"[^>]*value="([^"]*)"', page).group(1)
     assert shown == "1", f"the worker typed 1 shirt, the form now says {shown}"
