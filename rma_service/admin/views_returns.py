@@ -20,7 +20,8 @@ from ..services import notes as notes_svc
 from ..services import notifications
 from ..services import queues
 from ..services import returns as returns_svc
-from ..services.representation import current_label, items_value, refund_block, return_amount_due, return_value_due
+from ..services.representation import (current_label, items_value, left_and_surcharge, refund_block,
+                                       return_amount_due, return_value_due)
 from . import bp
 from .common import actor, attempt, form_errors, item_photos
 from .forms import (ActionForm, CancelForm, CloseForm, NoteForm, RefundForm, RejectForm, TriageForm, receive_form)
@@ -95,8 +96,7 @@ def return_context(ret: Return) -> dict:
     now = clock.now()
     refund = refund_block(ret, now)
     due = return_amount_due(ret)
-    left = max(Decimal("0.00"), due - money(ret.amount_refunded))
-    rate = Decimal(refund["surcharge_rate"])
+    left, surcharge = left_and_surcharge(ret, refund)
     actions = [a for a in sm.allowed_actions(ret.status) if a in AGENT_ACTIONS]
     triage_items = [i for i in ret.items if i.received_quantity and i.disposition == "pending"] \
         if ret.status in TRIAGE_STATUSES else []
@@ -105,7 +105,6 @@ def return_context(ret: Return) -> dict:
         form = TriageForm(prefix=f"t{item.id}", formdata=None)
         form.condition.data = item.condition or "like_new"
         triage_forms[item.id] = form
-    surcharge = money(left * rate) if refund["overdue"] else Decimal("0.00")
     refund_form = RefundForm(formdata=None)
     refund_form.amount.data = left + surcharge  # late: what the law says is owed now
     events = db.session.scalars(select(Event).where(Event.return_id == ret.id).order_by(Event.id)).all()

@@ -27,7 +27,7 @@ from . import policy, settings
 from . import returns as returns_service
 from .orders import customer_order_number
 from .photos import CleanPhoto, PhotoError, clean_photo
-from .representation import current_label, refund_block, return_amount_due, return_value_due
+from .representation import current_label, left_and_surcharge, refund_block, return_amount_due, return_value_due
 from .tokens import read_status_token, status_token
 
 COMMENT_MAX = 1000
@@ -400,6 +400,13 @@ class StatusView:
         if self.value_due <= 0:
             return "nothing"
         return f"{ret.resolution}_done" if ret.status == "closed" else ret.resolution
+
+    @property
+    def owed_now(self) -> tuple[Decimal, Decimal]:
+        """(what is left to refund with the L242-4 surcharge, the surcharge): the surcharge is
+        0 until the refund is late."""
+        left, surcharge = left_and_surcharge(self.ret, self.refund)
+        return left + surcharge, surcharge
 
     @property
     def value_due(self) -> Decimal:

@@ -65,6 +65,14 @@ def return_amount_due(ret: Return) -> Decimal:
     return amount_due(items_value(ret), ret.shipping_fee, ret.restocking_fee, ret.resolution)
 
 
+def left_and_surcharge(ret: Return, refund: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """What is left to refund, and the L242-4 surcharge the law adds to it while the refund is
+    late (``refund`` is the return's ``refund_block``)."""
+    left = max(Decimal("0.00"), return_amount_due(ret) - money(ret.amount_refunded or 0))
+    late = refund["overdue"] and left > 0
+    return left, money(left * Decimal(refund["surcharge_rate"])) if late else Decimal("0.00")
+
+
 def return_value_due(ret: Return) -> Decimal:
     """The value the customer gets back in money, goods or credit: the amount due for a
     refund; the items' value for an exchange (no fees); less the fees for store credit."""

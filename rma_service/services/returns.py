@@ -19,7 +19,8 @@ from ..extensions import db
 from ..models import Order, OrderLine, Photo, Return, ReturnItem
 from . import newrows, notifications, policy
 from .audit import emit, record, transition
-from .representation import customer_reason_value, refund_block, return_amount_due, return_payload
+from .representation import (customer_reason_value, left_and_surcharge, refund_block, return_amount_due,
+                             return_payload)
 from .orders import read_order
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
@@ -307,10 +308,8 @@ def record_refund(number: str, amount: Decimal, reference: Optional[str], actor:
         raise sm.InvalidTransition(ret.status, "refund")
     amount = money(amount)
     due = return_amount_due(ret)
-    left = due - money(ret.amount_refunded)
     # A late refund owes the L242-4 surcharge on what is left: the shop may record it with it.
-    block = refund_block(ret, now)
-    surcharge = money(left * Decimal(block["surcharge_rate"])) if block["overdue"] and left > 0 else Decimal("0.00")
+    left, surcharge = left_and_surcharge(ret, refund_block(ret, now))
     if amount > left + surcharge:
         most = f"{left} {ret.currency}" + (f" (+ {surcharge} {ret.currency} L242-4 surcharge)" if surcharge else "")
         raise validation_error({"amount": [f"At most {most} is left to refund."]},

@@ -171,3 +171,20 @@ def test_a_refund_on_time_is_capped_at_what_is_left(api, order):
     assert resp.status_code == 422
     assert resp.get_json()["errors"]["amount"] == ["At most 44.00 EUR is left to refund."]
     assert api.get(f"/returns/{number}").get_json()["refund"]["amount_refunded"] == "0.00"
+
+
+@pytest.mark.parametrize("locale, said", [
+    ("en", "With the increase, we owe you €46.20 today."),
+    ("fr", "Majoration comprise, nous vous devons 46,20 € aujourd’hui."),
+])
+def test_the_customer_sees_what_is_owed_with_the_late_surcharge(app, api, client, order, locale, said):
+    from rma_service.domain.rma_number import parse
+    from rma_service.services.tokens import status_token
+    number = _inspected(api, [{"line_id": "L1", "quantity": 1, "reason": "too_small"}])   # 44.00 due
+    with app.app_context():
+        token = status_token(parse(number))
+    on_time = text_of(client.get(f"/returns/status/{token}?lang={locale}").get_data(as_text=True))
+    assert "46,20" not in on_time and "46.20" not in on_time
+    with clock.frozen(NOW + timedelta(days=14 + 15)):          # 15 days late: + 5 %
+        late = text_of(client.get(f"/returns/status/{token}?lang={locale}").get_data(as_text=True))
+    assert said in late.replace("\u00a0", " ").replace("\u202f", " ")
