@@ -182,6 +182,9 @@ def describe_event(event: Event) -> dict[str, list]:
     says: list[str] = []
     if event.type == "approve" and data.pop("automatic", False):
         says.append("Authorized automatically (policy)")
+    if event.type == "close" and data.get("reason") == "nothing_due":
+        data.pop("reason")
+        says.append("Closed automatically (policy): nothing is due.")
     if event.type == "expire" and data.get("reason") == "label_unused":
         data.pop("reason")
         says.append(f"The label was not used for {data.pop('days', '?')} days.")

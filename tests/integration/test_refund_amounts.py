@@ -121,6 +121,11 @@ def test_nothing_owed_is_closed_by_the_policy_and_never_overdue(app, api, order)
     with app.app_context():
         close = db.session.scalar(select(Event).where(Event.type == "close"))
         assert (close.actor, close.from_status, close.data) == ("policy", "inspected", {"reason": "nothing_due"})
+    make_agent(app)
+    agent = app.test_client()
+    login(agent)
+    timeline = text_of(agent.get(f"/admin/returns/{number}").get_data(as_text=True).split('id="timeline"')[1])
+    assert "Closed automatically (policy): nothing is due." in timeline and "nothing_due" not in timeline
 
 
 def test_a_refund_still_owed_is_not_closed_by_the_policy(api, order):
