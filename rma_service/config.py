@@ -26,10 +26,11 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _number(kind: type, low: Any, high: Any = None) -> Callable[[str], Any]:
-    """A parser of ``kind`` (int, float, Decimal) that refuses values outside [low, high]: a
-    negative window, a restocking fee of 200 % or a dispute capacity of 0 would otherwise start
-    a service that misbehaves (or answers 500) much later, far from the typo."""
+def _number(kind: type, low: Any, high: Any = None, places: int | None = None) -> Callable[[str], Any]:
+    """A parser of ``kind`` (int, float, Decimal) that refuses values outside [low, high] (and,
+    for a Decimal, with more than ``places`` decimals): a negative window, a restocking fee of
+    200 % or a dispute capacity of 0 would otherwise start a service that misbehaves (or answers
+    500) much later, far from the typo."""
     def parse(value: str) -> Any:
         try:
             number = kind(value.strip())
@@ -37,6 +38,8 @@ def _number(kind: type, low: Any, high: Any = None) -> Callable[[str], Any]:
             raise ValueError(f"not a number: {value.strip()!r}") from None
         if (kind is not int and not math.isfinite(number)) or number < low or (high is not None and number > high):
             raise ValueError(f"{value.strip()} is out of range ({low} to {high if high is not None else '…'})")
+        if places is not None and number != number.quantize(Decimal(1).scaleb(-places)):
+            raise ValueError(f"{value.strip()} has more than {places} decimal places")
         return number
     return parse
 
@@ -85,12 +88,12 @@ SETTINGS: list[Setting] = [
     Setting("MAX_CONTENT_LENGTH", 1_048_576, _number(int, 1024), "Largest request body in bytes (API); larger → 413 `payload_too_large`."),
     Setting("RETURN_WINDOW_DAYS", 30, _number(int, 1), "Return window, counted from delivery."),
     Setting("NON_RETURNABLE_CATEGORIES", ["gift_card", "hygiene", "perishable", "final_sale"], _list, "Comma-separated order-line categories that cannot be returned."),
-    Setting("RETURN_SHIPPING_FEE", Decimal("5.90"), _number(Decimal, 0), "Return shipping fee deducted when the customer pays return shipping (reasons that are not the shop's fault)."),
-    Setting("RESTOCKING_FEE_RATE", Decimal("0"), _number(Decimal, 0, 1), "Restocking fee as a fraction of the items' value for customer-fault reasons (e.g. `0.10`)."),
-    Setting("APPROVAL_THRESHOLD", Decimal("500.00"), _number(Decimal, 0), "Returns worth more than this need an agent's approval; below it they are authorized automatically."),
+    Setting("RETURN_SHIPPING_FEE", Decimal("5.90"), _number(Decimal, 0, places=2), "Return shipping fee deducted when the customer pays return shipping (reasons that are not the shop's fault)."),
+    Setting("RESTOCKING_FEE_RATE", Decimal("0"), _number(Decimal, 0, 1, places=4), "Restocking fee as a fraction of the items' value for customer-fault reasons (e.g. `0.10`)."),
+    Setting("APPROVAL_THRESHOLD", Decimal("500.00"), _number(Decimal, 0, places=2), "Returns worth more than this need an agent's approval; below it they are authorized automatically."),
     Setting("RESOLUTIONS", ["refund", "exchange", "store_credit"], _list, "Resolutions the shop offers."),
     Setting("REFUND_DEADLINE_DAYS", 14, _number(int, 1), "Days to refund (EU Directive 2011/83/EU art. 13)."),
-    Setting("LEGAL_INTEREST_RATE", Decimal("0.0721"), _number(Decimal, 0, 1), "French legal interest rate (fraction) applied to refunds up to 10 days late (L242-4)."),
+    Setting("LEGAL_INTEREST_RATE", Decimal("0.0721"), _number(Decimal, 0, 1, places=4), "French legal interest rate (fraction) applied to refunds up to 10 days late (L242-4)."),
     Setting("DISPUTE_CAPACITY", 20, _number(int, 1), "Most open disputes one handler carries; a dispute opened when every handler is full waits unassigned until one has room."),
     Setting("IDEMPOTENCY_TTL_HOURS", 24, _number(int, 1), "How long an `Idempotency-Key` is remembered."),
     Setting("RATELIMIT_ENABLED", True, _bool, "Turn rate limiting off (`false`) only for load tests."),

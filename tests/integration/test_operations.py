@@ -256,6 +256,8 @@ def test_an_unknown_rma_env_is_refused_naming_the_allowed_values(raw):
     ("RMA_REFUND_REMINDER_DAYS", "3, 0", "0 is out of range"),
     ("RMA_SMTP_PORT", "smtp", "not a number: 'smtp'"),
     ("RMA_JOB_LEASE_SECONDS", "0", "0 is out of range (1 to"),
+    ("RMA_RESTOCKING_FEE_RATE", "0.12345", "0.12345 has more than 4 decimal places"),  # stored as 0.1235
+    ("RMA_RETURN_SHIPPING_FEE", "5.905", "5.905 has more than 2 decimal places"),
 ])
 def test_a_setting_out_of_range_stops_the_start_naming_the_variable(name, raw, said):
     with pytest.raises(ValueError) as info:
