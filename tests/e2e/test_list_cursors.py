@@ -38,20 +38,24 @@ def test_a_cursor_of_another_list_or_not_base64_is_a_422(api, order, path, prefi
     assert_invalid_cursor(api.get(f"{path}?cursor=%25%25%25"))
 
 
+def page_through(api, path: str, key: str, limit: int) -> list:
+    """Every item of a list, following the cursors the API gives out."""
+    seen, cursor = [], None
+    while True:
+        page = api.get(f"{path}?limit={limit}" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [item[key] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
 def test_the_cursors_the_api_gives_out_still_page_through_every_return(api, order):
     made = []
     for _ in range(5):
         resp = api.post("/returns", json=return_body(items=[{"line_id": "L2", "quantity": 1, "reason": "too_small"}]))
         assert resp.status_code == 201
         made.append(resp.get_json()["rma_number"])
-    seen, cursor = [], None
-    while True:
-        page = api.get("/returns?limit=2" + (f"&cursor={cursor}" if cursor else "")).get_json()
-        seen += [r["rma_number"] for r in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == made[::-1]
+    assert page_through(api, "/returns", "rma_number", 2) == made[::-1]
 
 
 @pytest.mark.parametrize("raw", [
@@ -92,21 +96,9 @@ def test_an_altered_delivery_list_cursor_is_a_422(api, raw_id):
 def test_the_endpoint_and_delivery_cursors_the_api_gives_out_still_page(api, order):
     made = [api.post("/webhook-endpoints", json={"url": f"https://shop.example/hooks/{i}", "events": ["*"]})
             .get_json()["id"] for i in range(3)]
-    seen, cursor = [], None
-    while True:
-        page = api.get("/webhook-endpoints?limit=2" + (f"&cursor={cursor}" if cursor else "")).get_json()
-        seen += [e["id"] for e in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = page_through(api, "/webhook-endpoints", "id", 2)
     assert sorted(seen) == sorted(made) and len(seen) == 3
     for _ in range(2):
         assert api.post("/returns", json=return_body(items=[{"line_id": "L2", "quantity": 1, "reason": "too_small"}])).status_code == 201
-    deliveries, cursor = [], None
-    while True:
-        page = api.get(f"/webhook-endpoints/{made[0]}/deliveries?limit=3" + (f"&cursor={cursor}" if cursor else "")).get_json()
-        deliveries += [d["id"] for d in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    deliveries = page_through(api, f"/webhook-endpoints/{made[0]}/deliveries", "id", 3)
     assert len(deliveries) == len(set(deliveries)) == 4   # return.created + return.authorized, twice
