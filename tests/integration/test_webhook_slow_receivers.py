@@ -24,17 +24,22 @@ from tests.outbox import Receiver, receiver, run_jobs  # noqa: F401  (fixture)
 
 STATUS_AND_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
 CHUNKED_200 = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
-PIECES = 100  # at 0.05 s each: 5 s, far beyond the 0.3 + 0.3 s the senders below allow
+# The status line trickled a byte every 0.2 s arrives after 3 s: five times the 0.6 s deadline
+# of the adapter's tests, and 1.5 times the job's 2 s (margins a busy machine cannot eat). An
+# endless body: a chunk every 0.05 s for 5 s.
+HEADER_INTERVAL = 0.2
+PIECES = 100
 INTERVAL = 0.05
 
 
 class Trickler:
-    """A receiver on a raw socket that answers one piece at a time, INTERVAL apart (each
+    """A receiver on a raw socket that answers one piece at a time, ``interval`` apart (each
     piece well within the read timeout), until it has sent everything or the client is gone.
     ``completed`` tells whether the client stayed until the end."""
 
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
+    def __init__(self, pieces: list[bytes], interval: float) -> None:
+        self.pieces, self.interval = pieces, interval
+        self.duration = len(pieces) * interval
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
@@ -55,7 +60,7 @@ class Trickler:
                 self.requests.append(conn.recv(65536))
                 done = True
                 for piece in self.pieces:
-                    time.sleep(INTERVAL)
+                    time.sleep(self.interval)
                     try:
                         conn.sendall(piece)
                     except OSError:  # the client hung up
@@ -69,26 +74,26 @@ class Trickler:
         except OSError:
             pass
         self.listener.close()
-        self.thread.join(PIECES * INTERVAL + 5)
+        self.thread.join(self.duration + 5)
 
 
 @pytest.fixture
 def trickling_headers() -> Iterator[Trickler]:
-    server = Trickler([bytes([b]) for b in STATUS_AND_HEADERS] + [b""] * (PIECES - len(STATUS_AND_HEADERS)))
+    server = Trickler([bytes([b]) for b in STATUS_AND_HEADERS], HEADER_INTERVAL)
     yield server
     server.close()
 
 
 @pytest.fixture
 def endless_body() -> Iterator[Trickler]:
-    server = Trickler([CHUNKED_200] + [b"1\r\nx\r\n"] * PIECES + [b"0\r\n\r\n"])
+    server = Trickler([CHUNKED_200] + [b"1\r\nx\r\n"] * PIECES + [b"0\r\n\r\n"], INTERVAL)
     yield server
     server.close()
 
 
 def wait_for_end(server: Trickler) -> bool:
     """Whether the client stayed for the server's whole (first) answer."""
-    deadline = time.monotonic() + PIECES * INTERVAL + 5
+    deadline = time.monotonic() + server.duration + 5
     while not server.completed and time.monotonic() < deadline:
         time.sleep(0.02)
     return server.completed[0]
@@ -117,7 +122,9 @@ def test_a_2xx_with_an_endless_body_is_delivered_without_waiting_for_the_body(en
 
 @pytest.fixture
 def app_config():
-    return {"WEBHOOK_CONNECT_TIMEOUT": 0.3, "WEBHOOK_TIMEOUT": 0.3, "JOB_LEASE_SECONDS": 30,
+    # A 2 s deadline: far below the trickler's 5 s, and room for the healthy receiver's answer
+    # on a machine busy with the rest of the suite (0.3 + 0.3 s once timed it out there).
+    return {"WEBHOOK_CONNECT_TIMEOUT": 1.0, "WEBHOOK_TIMEOUT": 1.0, "JOB_LEASE_SECONDS": 30,
             "WEBHOOK_CONCURRENCY": 4}
 
 
