@@ -7,12 +7,10 @@ import io
 import json
 import logging
 import threading
-import time
 from datetime import timedelta
 
 import pytest
 from pypdf import PdfReader
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from rma_service.adapters.pdf import Address, render_label_pdf
@@ -20,7 +18,8 @@ from tests.conftest import NOW
 from tests.integration.test_label_pdf import (RMA, STATUS_URL, TRACKING, decode_first_page, make_document,
                                               needs_poppler_and_zbar, page_texts)
 from tests.integration.test_labels_service import (API_KEY, CARRIER_PDF, acme, created, event_types,  # noqa: F401
-                                                    label_rows, new_return, outbox_types, run)
+                                                    label_rows, new_return, outbox_types, run,
+                                                    run_while_carrier_stalls)
 
 
 def stalled_then_served(answer: dict, release: threading.Event):
@@ -29,12 +28,6 @@ def stalled_then_served(answer: dict, release: threading.Event):
         release.wait(timeout=10)
         return Response(json.dumps(answer), status=201, content_type="application/json")
     return handler
-
-
-def wait_for_requests(server: HTTPServer, n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(server.log) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 # --- the carrier's API key never reaches an error text, the audit trail or the log -------------
@@ -100,11 +93,7 @@ def test_a_return_cancelled_after_an_unanswered_carrier_call_voids_the_shipment_
     acme.expect_ordered_request("/v1/shipments", method="POST").respond_with_handler(
         stalled_then_served(created(), release))
     number = new_return(api)["rma_number"]
-    try:
-        assert run(app) == 0
-    finally:
-        release.set()
-        wait_for_requests(acme, 1)
+    assert run_while_carrier_stalls(app, acme, release) == 0
     assert label_rows(app, number)[0].status == "pending"
 
     assert api.post(f"/returns/{number}/cancel").status_code == 200
@@ -138,11 +127,7 @@ def test_a_return_cancelled_during_a_carrier_call_that_times_out_voids_the_shipm
 
     acme.expect_ordered_request("/v1/shipments", method="POST").respond_with_handler(cancel_then_stall)
     number = new_return(api)["rma_number"]
-    try:
-        assert run(app) == 0
-    finally:
-        release.set()
-        wait_for_requests(acme, 1)
+    assert run_while_carrier_stalls(app, acme, release) == 0
     assert cancelled == {"status": 200}
     acme.expect_ordered_request("/v1/shipments", method="POST").respond_with_json(created(), status=201)
     acme.expect_ordered_request("/v1/shipments/shp_1/void", method="POST").respond_with_data("", status=204)

@@ -61,6 +61,18 @@ def run(app, now=NOW) -> int:
         return issue_due(now)
 
 
+def run_while_carrier_stalls(app, carrier, release) -> int:
+    """One label run against a carrier that holds its answer until ``release`` (the run times
+    out); afterwards the carrier answers, late, and its request is in its log."""
+    try:
+        return run(app)
+    finally:
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(carrier.log) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 def label_rows(app, number: str) -> list[Label]:
     code = number.replace("RMA-", "").replace("-", "")
     with app.app_context():
@@ -251,13 +263,7 @@ def test_a_carrier_that_does_not_answer_in_time_leaves_the_label_pending(app, ap
 
     acme.expect_request("/v1/shipments", method="POST").respond_with_handler(stall)
     number = new_return(api)["rma_number"]
-    try:
-        assert run(app) == 0
-    finally:
-        release.set()
-        deadline = time.monotonic() + 10
-        while len(acme.log) < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    assert run_while_carrier_stalls(app, acme, release) == 0
 
     assert_nothing_issued(app, api, number, label_status="pending")
     assert "did not answer in time" in label_rows(app, number)[0].last_error
