@@ -1,5 +1,5 @@
 """A new return's rows, written without the ORM's unit of work: one statement on
-PostgreSQL, one multi-row INSERT per table elsewhere.
+PostgreSQL, one INSERT per table through the driver's cursor on SQLite.
 
 Creating a return is the API's busiest write: the return, its items, the audit events, the
 shop's outbox events and their deliveries, the label request and the customer's mail, about
@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import RelationshipDirection
 
 from ..extensions import db
@@ -176,6 +177,9 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
     outbox events (their deliveries are inserted from their ids)."""
     from .audit import fan_out
     needed = {id(parent) for obj in objects for _rel, parent in _parents(obj, new)}
+    if conn.dialect.name == "sqlite":
+        _write_sqlite(conn, ordered, needed)
+        return
     for table, group in ordered:
         shape = _shape(type(group[0]))
         rows = [shape.row(obj) for obj in group]
@@ -187,6 +191,68 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
                 fan_out(conn, ids)
         else:
             conn.execute(shape.insert, rows)
+
+
+# SQLite: the rows go to the driver's cursor. The database is in-process, so the statements
+# themselves are cheap; what SQLAlchemy's execution adds per statement (compiling or looking up
+# the cached compilation, building an execution context, processing each parameter through a
+# generic path, the "insertmanyvalues" batching that RETURNING needs) was most of the write's
+# CPU. Here each table's INSERT is SQL text made once per process, its values converted by the
+# very bind processors SQLAlchemy would use (public ``TypeEngine.dialect_impl`` /
+# ``bind_processor``: dates as SQLite stores them, JSON, decimals), and an id comes from the
+# cursor's ``lastrowid``, one row at a time, only where a child row or a delivery needs it.
+# The cursor belongs to the session's connection: same transaction, same locks. No engine
+# event sees these statements.
+_sqlite_inserts: dict[Any, tuple[str, list]] = {}  # table → (SQL, [(column key, processor)])
+
+
+def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
+    found = _sqlite_inserts.get(table)
+    if found is None:
+        keys = [key for _attr, key, _default in shape.columns]
+        preparer = dialect.identifier_preparer
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(
+            preparer.format_table(table), ", ".join(preparer.quote(key) for key in keys),
+            ", ".join("?" * len(keys)))
+        processors = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in keys]
+        found = _sqlite_inserts.setdefault(table, (sql, processors))
+    return found
+
+
+def _write_sqlite(conn, ordered: list, needed: set) -> None:
+    from .audit import fan_out
+    dialect = conn.dialect
+    cursor = conn.connection.cursor()
+    sql = rows = None
+    try:
+        for table, group in ordered:
+            shape = _shape(type(group[0]))
+            sql, processors = _sqlite_insert(table, shape, dialect)
+            rows = []
+            for obj in group:
+                values = shape.row(obj)
+                # Every value through its processor, None included (JSON's None is 'null', as in Core).
+                rows.append(tuple(values[key] if process is None else process(values[key])
+                                  for key, process in processors))
+            if shape.db_pk and (table.name == _OUTBOX or any(id(obj) in needed for obj in group)):
+                ids = []
+                for obj, row in zip(group, rows):
+                    cursor.execute(sql, row)
+                    ids.append(cursor.lastrowid)
+                    setattr(obj, shape.pk_attr, cursor.lastrowid)
+                if table.name == _OUTBOX:
+                    fan_out(conn, ids)
+            elif len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
+    except dialect.dbapi.Error as exc:
+        # As SQLAlchemy would raise it (IntegrityError for an RMA number drawn twice, …): the
+        # callers handle SQLAlchemy's exceptions, not the driver's.
+        raise DBAPIError.instance(sql, rows, exc, dialect.dbapi.Error,
+                                  dialect=dialect, ismulti=bool(rows) and len(rows) > 1) from exc
+    finally:
+        cursor.close()
 
 
 # PostgreSQL: everything in one statement, one round trip, one parameter per table —
