@@ -12,7 +12,7 @@ from sqlalchemy.sql.dml import Insert
 
 from ..domain import status as sm
 from ..models import Event, OutboxEvent, Return, WebhookDelivery, WebhookEndpoint
-from .newrows import add
+from .newrows import new
 
 # Webhook event sent when a return enters a status (inspected has none in the contract).
 STATUS_EVENTS = {
@@ -28,11 +28,9 @@ STATUS_TIMESTAMPS = {"authorized": "authorized_at", "received": "received_at",
 def record(ret: Optional[Return], type_: str, actor: str, now: datetime, *, data: Optional[dict] = None,
            from_status: Optional[str] = None, to_status: Optional[str] = None,
            dispute_id: Optional[int] = None) -> Event:
-    event = Event(dispute_id=dispute_id, type=type_, at=now, actor=actor, from_status=from_status,
-                  to_status=to_status, data=data or {})
-    event.ret = ret  # return_id is filled at the insert, also for a return not yet written
-    add(event)
-    return event
+    # ``ret`` rather than its id: return_id is filled at the insert, also for a return not yet written.
+    return new(Event, {"dispute_id": dispute_id, "type": type_, "at": now, "actor": actor, "from_status": from_status,
+                       "to_status": to_status, "data": data or {}, "ret": ret})
 
 
 def deliveries_insert(events: Any, dialect: str) -> Insert:
@@ -81,11 +79,10 @@ def emit(type_: str, data: dict[str, Any], now: datetime, return_id: Optional[in
     """Write an event for the shop in the current transaction; once written, it gets one
     delivery row per subscribed endpoint (``fan_out``). The scheduler sends them after the
     commit. Pass ``ret`` (rather than ``return_id``) for a return that may not be flushed yet."""
-    event = OutboxEvent(type=type_, return_id=return_id, payload=data, created_at=now)
+    values = {"type": type_, "return_id": return_id, "payload": data, "created_at": now}
     if ret is not None:
-        event.ret = ret
-    add(event)
-    return event
+        values["ret"] = ret
+    return new(OutboxEvent, values)
 
 
 def transition(ret: Return, action: str, actor: str, now: datetime, *, data: Optional[dict] = None,

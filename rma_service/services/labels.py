@@ -86,7 +86,7 @@ from ..models import CarrierEvent, Label, Return
 from . import settings
 from .audit import emit, record, transition
 from .claims import STOP, RunBudget, claim_locked, insert_ignore, release, wallclock
-from .newrows import add
+from .newrows import new
 from .representation import current_label, return_payload
 
 log = logging.getLogger(__name__)
@@ -107,11 +107,10 @@ def request_label(ret: Return, now: datetime) -> Label:
     """A pending label for ``ret`` (called inside the authorization transaction); the
     ``issue_labels`` job issues it."""
     cfg = settings()
-    label = Label(return_id=ret.id, carrier=str(cfg.get("CARRIER") or SELF),
-                  service=str(cfg.get("CARRIER_SERVICE") or "standard"), status="pending",
-                  attempts=0, next_attempt_at=now, created_at=now)
-    add(label)
-    ret.labels.append(label)
+    label = new(Label, {"return_id": ret.id, "carrier": str(cfg.get("CARRIER") or SELF),
+                        "service": str(cfg.get("CARRIER_SERVICE") or "standard"), "status": "pending",
+                        "attempts": 0, "next_attempt_at": now, "created_at": now})
+    ret.labels.append(label)  # and label.ret (a backref): its return_id once the return is written
     return label
 
 

@@ -35,7 +35,7 @@ from ..models import Agent, MailMessage, Return
 from ..redact import for_log
 from . import settings
 from .claims import STOP, RunBudget, claim_locked, select_ids, wallclock
-from .newrows import add
+from .newrows import new
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,11 @@ def enqueue_mail(to: str, template: str, locale: str, context: dict[str, Any], n
     """Render ``template`` and queue it in the current transaction (the caller commits).
     Pass ``ret`` rather than ``return_id`` for a return that may not be flushed yet."""
     subject, text, html = render(template, locale, context)
-    message = MailMessage(message_id=_message_id(), to=to, subject=subject[:300], text=text, html=html,
-                          return_id=return_id, status="pending", attempts=0, next_attempt_at=now,
-                          created_at=now)
+    values = {"message_id": _message_id(), "to": to, "subject": subject[:300], "text": text, "html": html,
+              "return_id": return_id, "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
     if ret is not None:
-        message.ret = ret
-    add(message)
-    return message
+        values["ret"] = ret
+    return new(MailMessage, values)
 
 
 # --- who gets staff mail --------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -16,7 +16,7 @@ from ..domain.policy import (ItemProblem, LineFacts, RequestedItem, check_items,
                              money, quote, restocking_fee_on)
 from ..errors import ApiError, NotFound, validation_error
 from ..extensions import db
-from ..models import Order, OrderLine, Photo, Return, ReturnItem
+from ..models import REMINDER_RECHECK, Order, OrderLine, Photo, Return, ReturnItem, unattached
 from . import newrows, notifications, policy
 from .audit import emit, record, transition
 from .representation import (customer_reason_value, left_and_surcharge, refund_block, return_amount_due,
@@ -49,15 +49,17 @@ def order_for_customer(order_number: str, email: str) -> Order:
     return order
 
 
+_LINES = OrderLine.__table__  # Core: no ORM bookkeeping for a counter
+# Built once: a statement object reused is compiled and hashed once.
+_RESERVE = (update(_LINES)
+            .where(_LINES.c.id == bindparam("line"), _LINES.c.reserved_quantity + bindparam("units") <= _LINES.c.quantity)
+            .values(reserved_quantity=_LINES.c.reserved_quantity + bindparam("units")))
+
+
 def _reserve(line: OrderLine, quantity: int) -> bool:
     """Take ``quantity`` units of a line for a return with one atomic conditional UPDATE:
     racing requests can never hold more units than were ordered."""
-    lines = OrderLine.__table__  # Core: no ORM bookkeeping for a counter
-    result = db.session.connection().execute(
-        update(lines)
-        .where(lines.c.id == line.id, lines.c.reserved_quantity + quantity <= lines.c.quantity)
-        .values(reserved_quantity=lines.c.reserved_quantity + quantity))
-    return result.rowcount == 1
+    return db.session.connection().execute(_RESERVE, {"line": line.id, "units": quantity}).rowcount == 1
 
 
 def release_units(ret: Return, quantities: Optional[dict[int, int]] = None) -> None:
@@ -116,24 +118,30 @@ def _create_return(data: dict[str, Any], actor: str, now: datetime) -> Return:
     # The new rows are built as model objects (payloads, mail and label code read them) but
     # written by newrows.write (one statement on PostgreSQL), not by the unit of work; the
     # Return handed back is not in the session.
-    ret = Return(status="requested", order_id=order.id, resolution=resolution,
-                 customer_email=order.customer_email, customer_name=order.customer_name,
-                 locale=data.get("locale") or order.locale, currency=order.currency, created_at=now, updated_at=now,
-                 shipping_fee=q.shipping_fee, restocking_fee=q.restocking_fee,
-                 restocking_fee_rate=pol.restocking_fee_rate, amount_refunded=Decimal("0"),
-                 rma_code=rma_number.generate(), labels=[], disputes=[])
-    set_committed_value(ret, "order", order)  # readable, without putting ret in the session
+    ret = unattached(Return, {
+        "status": "requested", "order_id": order.id, "order": order, "resolution": resolution,
+        "customer_email": order.customer_email, "customer_name": order.customer_name,
+        "locale": data.get("locale") or order.locale, "currency": order.currency, "created_at": now,
+        "updated_at": now, "shipping_fee": q.shipping_fee, "restocking_fee": q.restocking_fee,
+        "restocking_fee_rate": pol.restocking_fee_rate, "amount_refunded": Decimal("0"),
+        "rma_code": rma_number.generate(),
+        # What the attribute listener of models.py would have set for a status and a creation time.
+        "refund_reminder_at": REMINDER_RECHECK, "label_reminder_at": REMINDER_RECHECK})
+    items = []
     for it, spec in zip(requested, data["items"]):
         line = lines[it.line_id]
         # Every value the payloads show is set here: column defaults only exist once written.
-        item = ReturnItem(order_line_id=line.id, line_id=line.line_id, sku=line.sku, name=line.name,
-                          quantity=it.quantity, reason=it.reason, comment=it.comment,
-                          unit_price=line.unit_price, received_quantity=0, disposition="pending",
-                          created_at=now)
+        item = unattached(ReturnItem, {
+            "ret": ret, "order_line_id": line.id, "line_id": line.line_id, "sku": line.sku, "name": line.name,
+            "quantity": it.quantity, "reason": it.reason, "comment": it.comment, "unit_price": line.unit_price,
+            "received_quantity": 0, "disposition": "pending", "created_at": now})
         # Photos from the customers' page, already re-encoded (services/photos.py).
-        item.photos.extend(Photo(content_type=ctype, data=blob, created_at=now)
-                           for ctype, blob in spec.get("photos") or ())
-        ret.items.append(item)
+        set_committed_value(item, "photos", [unattached(Photo, {"item": item, "content_type": ctype, "data": blob,
+                                                                "created_at": now})
+                                             for ctype, blob in spec.get("photos") or ()])
+        items.append(item)
+    for key, collection in (("items", items), ("labels", []), ("disputes", [])):
+        set_committed_value(ret, key, collection)  # collections that accept appends (labels.request_label)
     with newrows.staging() as staged:
         record(ret, "create", actor, now, to_status="requested",
                data={"quote": {"items_value": str(q.items_value), "shipping_fee": str(q.shipping_fee),
