@@ -10,13 +10,14 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from rma_service.models import Event, IdempotencyKey, Order, OutboxEvent, Return
-from tests.conftest import count, order_body, return_body
+from tests.conftest import NOW, count, order_body, return_body
 
 
 def snapshot(app):
@@ -206,6 +207,26 @@ def test_rate_limited(app, api, order, app_config):
     assert statuses == [200, 200]
     assert_problem(resp, 429, "rate_limited")
     assert "Retry-After" in resp.headers
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_API": "100/hour;3/minute"}])
+def test_rate_limit_headers_show_the_limit_closest_to_being_used_up(app, api, order, app_config):
+    """Every API answer says how much of the budget is left (the tightest of the limits), and
+    the 429 says when to come back."""
+    resp = api.get("/orders/1001")  # the order's PUT (fixture) was the first of 3 this minute
+    assert resp.status_code == 200
+    assert (resp.headers["X-RateLimit-Limit"], resp.headers["X-RateLimit-Remaining"]) == ("3", "1")
+    assert 0 < int(resp.headers["X-RateLimit-Reset"]) - time.time() <= 60
+    assert api.get("/orders/1001").headers["X-RateLimit-Remaining"] == "0"
+    resp = api.get("/orders/1001")
+    assert_problem(resp, 429, "rate_limited")
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    # Another key has its own budget.
+    with app.app_context():
+        from rma_service.services import apikeys
+        _record, other = apikeys.create_api_key("other", NOW)
+    resp = api.get("/orders/1001", headers={"Authorization": f"Bearer {other}"})
+    assert resp.status_code == 200 and resp.headers["X-RateLimit-Remaining"] == "2"
 
 
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True, "RATELIMIT_API": "3/minute"}])
