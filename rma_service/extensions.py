@@ -1,4 +1,5 @@
 """Extensions, created unbound; ``create_app`` binds them with ``init_app``."""
+from flask import request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -25,4 +26,13 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
-limiter = Limiter(key_func=get_remote_address)
+
+
+def _limited_request() -> str:
+    """The request as Flask-Limiter knows it: its endpoint, or nothing for the JSON API, which
+    counts its one budget per key itself (api/__init__.py ``rate_limit``): Flask-Limiter then
+    leaves the API's requests at its first check."""
+    return "" if request.blueprint == "api" else (request.endpoint or "")
+
+
+limiter = Limiter(key_func=get_remote_address, request_identifier=_limited_request)

@@ -78,18 +78,14 @@ def rate_limit_key() -> str:
 # here rather than by Flask-Limiter's per-request machinery, which matches every request
 # against every registered limit and keeps bookkeeping for its headers: on the API's busiest
 # request (a new return) that was about 7 % of the CPU, for one limit that is always the same.
-# The answer is the same: 429 ``rate_limited`` with Retry-After, and X-RateLimit-Limit,
-# -Remaining and -Reset on every response.
+# Flask-Limiter leaves the API alone (``extensions._limited_request``). The answer is the same:
+# 429 ``rate_limited`` with Retry-After, and X-RateLimit-Limit, -Remaining and -Reset on every
+# response.
 
 
 @cache
 def _api_limits(setting: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(setting))
-
-
-@limiter.request_filter
-def _not_for_flask_limiter() -> bool:
-    return request.blueprint == blp.name
 
 
 @blp.before_request  # the first of the API's hooks: a flood is refused before any database work
