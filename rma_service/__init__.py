@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from flask import Flask, Response, jsonify, request, send_from_directory
+from flask import Flask, Request, Response, jsonify, request, send_from_directory
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import event, text
 from werkzeug.routing import IntegerConverter
 
@@ -32,6 +33,16 @@ class RowIdConverter(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session; a request without the cookie (every API call: a shop's
+    backend sends none) gets its empty session without building the signing serializer."""
+
+    def open_session(self, app: Flask, request: Request) -> Optional[SecureCookieSession]:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     cfg = load_config(config)
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
@@ -39,6 +50,7 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     app.config.update(flask_config(cfg))
     app.config["RMA"] = cfg
     app.json.sort_keys = False  # keep the contract's field order in responses
+    app.session_interface = _SessionInterface()
     app.url_map.converters["int"] = RowIdConverter  # before any route is added
     logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if str(cfg["LOG_LEVEL"]).upper() != "DEBUG":
