@@ -227,8 +227,24 @@ def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
     return found
 
 
+_FIRST, _LAST = object(), object()
+
+
+@cache
+def _sqlite_deliveries(dialect: Any) -> tuple[str, list]:
+    """``audit.deliveries_insert`` for the outbox events with ids from ``first`` to ``last``,
+    compiled once: (SQL, parameters in order, ``_FIRST``/``_LAST`` where the range goes)."""
+    from ..models import OutboxEvent
+    from .audit import deliveries_insert
+    o = OutboxEvent.__table__
+    events = (select(o.c.id, o.c.type, o.c.created_at)
+              .where(o.c.id.between(bindparam("first"), bindparam("last"))).subquery("events"))
+    compiled = deliveries_insert(events, dialect.name).compile(dialect=dialect)
+    values = {**compiled.params, "first": _FIRST, "last": _LAST}
+    return compiled.string, [values[name] for name in compiled.positiontup]
+
+
 def _write_sqlite(conn, ordered: list, needed: set) -> None:
-    from .audit import fan_out
     dialect = conn.dialect
     cursor = conn.connection.cursor()
     sql = rows = None
@@ -240,8 +256,8 @@ def _write_sqlite(conn, ordered: list, needed: set) -> None:
             for obj in group:
                 values = shape.row(obj)
                 # Every value through its processor, None included (JSON's None is 'null', as in Core).
-                rows.append(tuple(values[key] if process is None else process(values[key])
-                                  for key, process in processors))
+                rows.append([values[key] if process is None else process(values[key])
+                             for key, process in processors])
             if shape.db_pk and (table.name == _OUTBOX or any(id(obj) in needed for obj in group)):
                 ids = []
                 for obj, row in zip(group, rows):
@@ -249,7 +265,11 @@ def _write_sqlite(conn, ordered: list, needed: set) -> None:
                     ids.append(cursor.lastrowid)
                     setattr(obj, shape.pk_attr, cursor.lastrowid)
                 if table.name == _OUTBOX:
-                    fan_out(conn, ids)
+                    # The events' deliveries. One writer at a time: the rows just inserted
+                    # took consecutive ids (SQLite gives max(rowid) + 1).
+                    sql, params = _sqlite_deliveries(dialect)
+                    rows = [ids[0] if p is _FIRST else ids[-1] if p is _LAST else p for p in params]
+                    cursor.execute(sql, rows)
             elif len(rows) == 1:
                 cursor.execute(sql, rows[0])
             else:
