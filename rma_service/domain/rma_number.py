@@ -37,7 +37,8 @@ def is_valid(code: str) -> bool:
 def generate() -> str:
     """A random canonical code (eight symbols, no prefix). Uniqueness is the database's job:
     the caller retries on a unique-index collision."""
-    body = "".join(secrets.choice(ALPHABET) for _ in range(7))
+    bits = secrets.randbits(35)  # seven symbols of 5 bits (N = 32), uniform, one read of the OS's random source
+    body = "".join(ALPHABET[(bits >> shift) & 31] for shift in range(0, 35, 5))
     return body + check_symbol(body)
 
 
