@@ -418,16 +418,26 @@ class WebhookDelivery(Model):
 
 
 class MailMessage(Model):
-    """A mail to send, written in the transaction of the change; sent by the scheduler."""
+    """A mail to send, written in the transaction of the change; sent by the scheduler.
+
+    Either rendered when queued (``subject``, ``text``, ``html``), or queued as what renders
+    it (``template``, ``locale``, ``context``, subject NULL) and rendered by the ``send_mail``
+    job before its first attempt, which stores the rendered mail in the row (services/
+    notifications.py). ``template``, ``locale`` and ``context`` stay as they were written."""
 
     __tablename__ = "mail_messages"
     __table_args__ = (Index("ix_mail_messages_due", "status", "next_attempt_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     to: Mapped[str] = mapped_column(String(254))
-    subject: Mapped[str] = mapped_column(String(300))
-    text: Mapped[str] = mapped_column(Text)
+    # NULL until rendered (a mail queued with ``render_later``).
+    subject: Mapped[Optional[str]] = mapped_column(String(300))
+    text: Mapped[Optional[str]] = mapped_column(Text)
     html: Mapped[Optional[str]] = mapped_column(Text)
+    template: Mapped[Optional[str]] = mapped_column(String(64))
+    locale: Mapped[Optional[str]] = mapped_column(String(8))
+    # none_as_null: a mail rendered when queued has SQL NULL here, not the JSON value null.
+    context: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON(none_as_null=True))
     return_id: Mapped[Optional[int]] = mapped_column(ForeignKey("returns.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)

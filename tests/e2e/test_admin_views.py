@@ -773,6 +773,37 @@ def test_a_failed_mail_is_shown_on_the_return_page_and_sent_again(app, signed_in
         assert db.session.get(MailMessage, mail_id).status == "sent"
 
 
+def test_the_return_page_shows_the_subject_of_a_confirmation_the_scheduler_has_not_rendered_yet(
+        app, signed_in, api, smtp_server):
+    """The confirmation is queued unrendered (the scheduler renders it): the Mails panel shows
+    it as before, with the subject it will be sent with, and stores nothing."""
+    from rma_service.models import MailMessage
+    from tests.outbox import run_jobs
+    put_order(api, "1002", customer={"email": "zoe@example.com", "name": "Zoé", "locale": "fr"})
+    number = create_return(api, "1001", SMALL)["rma_number"]
+    french = create_return(api, "1002", SMALL, email="zoe@example.com")["rma_number"]
+    with app.app_context():
+        assert db.session.scalars(select(MailMessage.subject)).all() == [None, None]
+
+    def mails_panel(number: str) -> str:
+        page = signed_in.get(f"/admin/returns/{number}").get_data(as_text=True)
+        return page.split('id="mails"')[1].split("</section>")[0]
+
+    panel = mails_panel(number)
+    assert f'<span class="subject">Your return {number} for order 1001</span>' in panel
+    assert "to ada@example.com" in panel and '<span class="badge">waiting</span>' in panel
+    assert f'<span class="subject">Votre retour {french} pour la commande 1002</span>' in mails_panel(french)
+    with app.app_context():  # shown, not stored: the row is the scheduler's to render
+        assert db.session.scalars(select(MailMessage.subject)).all() == [None, None]
+
+    app.config["RMA"].update(SMTP_HOST=smtp_server.host, SMTP_PORT=smtp_server.port)
+    assert run_jobs(app, NOW, "send_mail") == {"send_mail": 2}
+    sent = mails_panel(number)
+    assert f'<span class="subject">Your return {number} for order 1001</span>' in sent and "sent " in sent
+    assert {m["Subject"] for m in smtp_server.wait_for(2)} == {f"Your return {number} for order 1001",
+                                                                f"Votre retour {french} pour la commande 1002"}
+
+
 @pytest.mark.skipif(not os.environ.get("RMA_TEST_DATABASE_URL", "").startswith("postgresql"),
                     reason="on SQLite the invitation's audit row takes the database's write lock before the "
                            "check: two invitations cannot interleave there")

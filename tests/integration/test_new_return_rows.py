@@ -82,7 +82,16 @@ def test_every_row_of_a_new_return_linked_and_in_order(app, api, order, statemen
         label = db.session.scalar(select(Label).where(Label.return_id == ret.id))
         assert (label.status, label.attempts, label.next_attempt_at) == ("pending", 0, NOW)
         mail = db.session.scalar(select(MailMessage).where(MailMessage.return_id == ret.id))
-        assert mail.to == "ada@example.com" and body["rma_number"] in mail.subject and mail.status == "pending"
+        assert mail.to == "ada@example.com" and mail.status == "pending"
+        # Queued unrendered (the scheduler renders it): its context went through the write
+        # (PostgreSQL: json_to_recordset) with its nested lists and dicts intact.
+        assert mail.subject is None and mail.text is None and mail.html is None
+        assert (mail.template, mail.locale) == ("return_created", "en")
+        assert mail.context["rma_number"] == body["rma_number"] and mail.context["status"] == "authorized"
+        assert [(i["line_id"], i["quantity"], i["comment"], i["unit_price"]) for i in mail.context["items"]] == [
+            ("L1", 1, None, "49.90"), ("L2", 2, "Wrong colour", "9.50")]
+        assert mail.context["refund"] == body["refund"] and mail.context["label"] == body["label"]
+        assert mail.context["status_url"] == body["links"]["status_page"]
 
         lines = {line.line_id: line.reserved_quantity for line in db.session.scalars(select(OrderLine))}
         assert lines["L1"] == 1 and lines["L2"] == 2
@@ -95,7 +104,8 @@ def test_every_row_of_a_new_return_linked_and_in_order(app, api, order, statemen
 def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app, order, monkeypatch):
     """The reservation (the transaction's first write: a row lock on PostgreSQL, the database's
     write lock on SQLite) comes after the payloads and the confirmation mail are built, right
-    before the rows are inserted; a concurrent request for the same units waits only for that."""
+    before the rows are inserted; a concurrent request for the same units waits only for that.
+    The mail is queued, not rendered: the scheduler renders it."""
     from rma_service.services import notifications, representation
     timeline: list[str] = []
     with app.app_context():
@@ -111,6 +121,7 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
         return call
 
     monkeypatch.setattr(notifications, "render", observed("render mail", notifications.render))
+    monkeypatch.setattr(notifications, "enqueue_mail", observed("queue mail", notifications.enqueue_mail))
     monkeypatch.setattr(svc, "return_payload", observed("payload", representation.return_payload))
     def committed(conn):
         timeline.append("COMMIT")
@@ -125,7 +136,8 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
         event.remove(engine, "commit", committed)
     assert ret.status == "authorized"
     first_write = timeline.index("UPDATE")
-    assert {"render mail", "payload"} <= set(timeline[:first_write]), timeline
+    assert {"queue mail", "payload"} <= set(timeline[:first_write]), timeline
+    assert "render mail" not in timeline
     # From the reservation on: only the inserts (one WITH statement on PostgreSQL) and COMMIT.
     assert set(timeline[first_write + 1:]) <= {"INSERT", "WITH", "COMMIT"}, timeline
     assert timeline[-1] == "COMMIT"
@@ -146,6 +158,8 @@ def test_photos_take_the_per_table_path_and_keep_their_item(app, order):
         assert photos == [("L1", "image/png", b"\x89PNG-one"), ("L1", "image/webp", b"RIFF-two")]
         assert [i.line_id for i in ret.items] == ["L1", "L2"]
         assert count(app, Event) == 2 and count(app, MailMessage) == 1
+        mail = db.session.scalar(select(MailMessage))
+        assert mail.subject is None and [i["line_id"] for i in mail.context["items"]] == ["L1", "L2"]
 
 
 def test_a_code_collision_retries_with_nothing_left_behind(app, order, monkeypatch):

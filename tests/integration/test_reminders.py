@@ -190,7 +190,7 @@ def test_refund_reminders_due_soon_then_overdue_daily_each_once(app, api, order,
     assert overdue[-1].payload["refund"]["days_late"] == 6
 
     # Due soon → the team (no dispute handler); overdue → the team and the active admins.
-    sent_to = [(m.to, m.subject.split(":")[0]) for m in mails(app) if m.subject.startswith("Refund")]
+    sent_to = [(m.to, m.subject.split(":")[0]) for m in mails(app) if m.template.startswith("refund_")]
     assert sent_to == [(TEAM, "Refund due in 3 days"), (TEAM, "Refund due within a day"),
                        (TEAM, "Refund overdue"), ("boss@shop.test", "Refund overdue"),
                        (TEAM, "Refund overdue by 1 day"), ("boss@shop.test", "Refund overdue by 1 day"),
@@ -237,7 +237,7 @@ def test_refund_reminder_goes_to_the_dispute_handler(app, api, order):
         api.post(f"/returns/{number}/items/L1/triage", json={"disposition": "dispute", "condition": "used"})
     _ensure_handler(app, "hana@shop.test")
     assert sweep(app, at(timedelta(days=11)), "refund_reminders") == 1
-    [reminder] = [m for m in mails(app) if m.subject.startswith("Refund")]
+    [reminder] = [m for m in mails(app) if m.template.startswith("refund_")]
     assert reminder.to == "hana@shop.test" and "Hello Hana," in reminder.text
 
 
@@ -288,12 +288,12 @@ def test_label_unused_7_days_reminder_then_28_days_expiry(app, api, order, smtp_
     [expired_event] = outbox(app, "return.expired")
     assert expired_event.payload["status"] == "expired"
 
-    customer = [m for m in mails(app, to="ada@example.com") if "return_created" not in m.subject]
+    customer = [m for m in mails(app, to="ada@example.com") if m.template != "return_created"]
     subjects = [m.subject for m in customer]
-    assert subjects[1:] == [f"Reminder: your return label for {number} is waiting",
-                            f"Your return {number} has expired"]
-    assert "before December 23, 2026" in customer[1].text
-    assert ret["links"]["status_page"] in customer[1].text
+    assert subjects == [f"Reminder: your return label for {number} is waiting",
+                        f"Your return {number} has expired"]
+    assert "before December 23, 2026" in customer[0].text
+    assert ret["links"]["status_page"] in customer[0].text
 
     assert run_jobs(app, at(timedelta(days=61)), "deliver_webhooks") == {"deliver_webhooks": 1}
     assert receiver.acknowledged()[0].type == "return.expired"
