@@ -95,16 +95,21 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     return app
 
 
+_DEFAULT_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "same-origin"))
+
+
 def _security_headers(response: Response) -> Response:
     """Safe defaults on every answer; headers a view or a blueprint set (the admin view's CSP, a
     photo's sandbox) run first and are kept. The customers' status links carry their token:
     the referrer never leaves this origin."""
     from .api.openapi import DOCS_ENDPOINT, docs_policy
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    if "Content-Security-Policy" not in headers:
+    present = {name.lower() for name, _value in headers.items()}  # one pass (each lookup is one)
+    for name, value in _DEFAULT_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
         if response.mimetype == "text/html":
             docs = request.endpoint == DOCS_ENDPOINT and not response.direct_passthrough
             headers["Content-Security-Policy"] = docs_policy(response.get_data()) if docs else PAGE_CSP
