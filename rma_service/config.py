@@ -213,7 +213,8 @@ def flask_config(cfg: dict[str, Any]) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "RATELIMIT_STORAGE_URI": cfg["RATELIMIT_STORAGE_URI"],
+        # memory:// is limits' memory storage without its thread per request (extensions._MemoryStorage).
+        "RATELIMIT_STORAGE_URI": re.sub(r"^memory://", "rma-memory://", cfg["RATELIMIT_STORAGE_URI"]),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": cfg["RATELIMIT_ENABLED"],
         "TESTING": bool(cfg.get("TESTING")),
