@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from werkzeug.routing import IntegerConverter
 
 from .config import ROOT, flask_config, load_config
-from .extensions import babel, csrf, db, limiter, login_manager, migrate
+from .extensions import babel, csrf, db, init_limiter, limiter, login_manager, migrate
 
 # Content-Security-Policy defaults, by what the answer is (a view or blueprint that sets its own
 # keeps it: the admin view, a customer photo). No third-party host anywhere.
@@ -71,7 +71,7 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
-    limiter.init_app(app)
+    init_limiter(app)
     # One Api per application (it holds the app's OpenAPI spec), so tests can build many apps.
     from .api.openapi import RmaApi
     api = RmaApi(app)

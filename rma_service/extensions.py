@@ -50,11 +50,20 @@ class _MemoryStorage(MemoryStorage):
             self._MemoryStorage__expire_events()
 
 
-def _limited_request() -> str:
-    """The request as Flask-Limiter knows it: its endpoint, or nothing for the JSON API, which
-    counts its one budget per key itself (api/__init__.py ``rate_limit``): Flask-Limiter then
-    leaves the API's requests at its first check."""
-    return "" if request.blueprint == "api" else (request.endpoint or "")
+limiter = Limiter(key_func=get_remote_address)
 
 
-limiter = Limiter(key_func=get_remote_address, request_identifier=_limited_request)
+def init_limiter(app) -> None:
+    """Flask-Limiter for the pages (customer pages, admin sign-in). The JSON API counts its one
+    budget per key itself (api/__init__.py ``rate_limit``), so Flask-Limiter's check, which
+    runs before every request of the application, is skipped for it: matching a request
+    against every registered limit to find none cost 2-3 % of a create-return."""
+    limiter.init_app(app)
+    hooks = app.before_request_funcs.setdefault(None, [])
+    for i, hook in enumerate(hooks):
+        if getattr(hook, "__self__", None) is limiter:
+
+            def check(hook=hook):
+                return None if request.blueprint == "api" else hook()
+
+            hooks[i] = check

@@ -78,7 +78,7 @@ def rate_limit_key() -> str:
 # here rather than by Flask-Limiter's per-request machinery, which matches every request
 # against every registered limit and keeps bookkeeping for its headers: on the API's busiest
 # request (a new return) that was about 7 % of the CPU, for one limit that is always the same.
-# Flask-Limiter leaves the API alone (``extensions._limited_request``). The answer is the same:
+# Flask-Limiter leaves the API alone (``extensions.init_limiter``). The answer is the same:
 # 429 ``rate_limited`` with Retry-After, and X-RateLimit-Limit, -Remaining and -Reset on every
 # response.
 
