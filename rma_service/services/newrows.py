@@ -39,11 +39,11 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import RelationshipDirection
 
 from ..extensions import db
 from ..models import unattached
+from .sqlite_cursor import Prepared, driver_errors
 
 _STAGE = "rma_new_rows"
 
@@ -201,17 +201,23 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
             conn.execute(shape.insert, rows)
 
 
-# SQLite: the rows go to the driver's cursor. The database is in-process, so the statements
-# themselves are cheap; what SQLAlchemy's execution adds per statement (compiling or looking up
-# the cached compilation, building an execution context, processing each parameter through a
-# generic path, the "insertmanyvalues" batching that RETURNING needs) was most of the write's
-# CPU. Here each table's INSERT is SQL text made once per process, its values converted by the
-# very bind processors SQLAlchemy would use (public ``TypeEngine.dialect_impl`` /
-# ``bind_processor``: dates as SQLite stores them, JSON, decimals), and an id comes from the
-# cursor's ``lastrowid``, one row at a time, only where a child row or a delivery needs it.
-# The cursor belongs to the session's connection: same transaction, same locks. No engine
-# event sees these statements.
+# SQLite: the rows go to the driver's cursor (see services/sqlite_cursor.py for why). Each
+# table's INSERT is SQL text made once per process, its values converted by the very bind
+# processors SQLAlchemy would use (dates as SQLite stores them, JSON, decimals), and an id
+# comes from the cursor's ``lastrowid``, one row at a time, only where a child row or a
+# delivery needs it.
 _sqlite_inserts: dict[Any, tuple[str, list]] = {}  # table → (SQL, [(column key, processor)])
+
+
+@cache
+def _sqlite_deliveries() -> Prepared:
+    """``audit.deliveries_insert`` for the outbox events with ids from ``first`` to ``last``."""
+    from ..models import OutboxEvent
+    from .audit import deliveries_insert
+    o = OutboxEvent.__table__
+    events = (select(o.c.id, o.c.type, o.c.created_at)
+              .where(o.c.id.between(bindparam("first"), bindparam("last"))).subquery("events"))
+    return Prepared(deliveries_insert(events, "sqlite"))
 
 
 def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
@@ -227,27 +233,9 @@ def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
     return found
 
 
-_FIRST, _LAST = object(), object()
-
-
-@cache
-def _sqlite_deliveries(dialect: Any) -> tuple[str, list]:
-    """``audit.deliveries_insert`` for the outbox events with ids from ``first`` to ``last``,
-    compiled once: (SQL, parameters in order, ``_FIRST``/``_LAST`` where the range goes)."""
-    from ..models import OutboxEvent
-    from .audit import deliveries_insert
-    o = OutboxEvent.__table__
-    events = (select(o.c.id, o.c.type, o.c.created_at)
-              .where(o.c.id.between(bindparam("first"), bindparam("last"))).subquery("events"))
-    compiled = deliveries_insert(events, dialect.name).compile(dialect=dialect)
-    values = {**compiled.params, "first": _FIRST, "last": _LAST}
-    return compiled.string, [values[name] for name in compiled.positiontup]
-
-
 def _write_sqlite(conn, ordered: list, needed: set) -> None:
     dialect = conn.dialect
     cursor = conn.connection.cursor()
-    sql = rows = None
     try:
         for table, group in ordered:
             shape = _shape(type(group[0]))
@@ -261,24 +249,17 @@ def _write_sqlite(conn, ordered: list, needed: set) -> None:
             if shape.db_pk and (table.name == _OUTBOX or any(id(obj) in needed for obj in group)):
                 ids = []
                 for obj, row in zip(group, rows):
-                    cursor.execute(sql, row)
+                    with driver_errors(dialect, sql, row):
+                        cursor.execute(sql, row)
                     ids.append(cursor.lastrowid)
                     setattr(obj, shape.pk_attr, cursor.lastrowid)
                 if table.name == _OUTBOX:
                     # The events' deliveries. One writer at a time: the rows just inserted
                     # took consecutive ids (SQLite gives max(rowid) + 1).
-                    sql, params = _sqlite_deliveries(dialect)
-                    rows = [ids[0] if p is _FIRST else ids[-1] if p is _LAST else p for p in params]
-                    cursor.execute(sql, rows)
-            elif len(rows) == 1:
-                cursor.execute(sql, rows[0])
+                    _sqlite_deliveries().run(conn, {"first": ids[0], "last": ids[-1]})
             else:
-                cursor.executemany(sql, rows)
-    except dialect.dbapi.Error as exc:
-        # As SQLAlchemy would raise it (IntegrityError for an RMA number drawn twice, …): the
-        # callers handle SQLAlchemy's exceptions, not the driver's.
-        raise DBAPIError.instance(sql, rows, exc, dialect.dbapi.Error,
-                                  dialect=dialect, ismulti=bool(rows) and len(rows) > 1) from exc
+                with driver_errors(dialect, sql, rows, many=len(rows) > 1):
+                    cursor.executemany(sql, rows)
     finally:
         cursor.close()
 

@@ -13,11 +13,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Order, OrderLine, unattached
+from .sqlite_cursor import Prepared
 
 
 _ORDERS, _LINES = Order.__table__, OrderLine.__table__
-_READ = (select(_ORDERS, _LINES).join(_LINES, _LINES.c.order_id == _ORDERS.c.id, isouter=True)
-         .where(_ORDERS.c.order_number == bindparam("number")).order_by(_LINES.c.id))
+_READ = Prepared(select(_ORDERS, _LINES).join(_LINES, _LINES.c.order_id == _ORDERS.c.id, isouter=True)
+                 .where(_ORDERS.c.order_number == bindparam("number")).order_by(_LINES.c.id))
 # A row of _READ: the order's columns, then the line's (NULL for an order without lines).
 _ORDER_KEYS, _LINE_KEYS = [c.key for c in _ORDERS.columns], [c.key for c in _LINES.columns]
 _LINE_ID = len(_ORDER_KEYS) + _LINE_KEYS.index(_LINES.c.id.key)
@@ -28,7 +29,7 @@ def read_order(order_number: str) -> Optional[Order]:
     one Core query into model objects that are not in the session (``unattached``). A small
     part of the CPU of an ORM load, on the busiest request; use ``find_order`` to change the
     order."""
-    rows = db.session.connection().execute(_READ, {"number": order_number}).all()
+    rows, _count = _READ.run(db.session.connection(), {"number": order_number})
     if not rows:
         return None
     n = len(_ORDER_KEYS)

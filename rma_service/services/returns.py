@@ -22,6 +22,7 @@ from .audit import emit, record, transition
 from .representation import (customer_reason_value, left_and_surcharge, refund_block, return_amount_due,
                              return_payload)
 from .orders import read_order
+from .sqlite_cursor import Prepared
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
 
@@ -50,16 +51,17 @@ def order_for_customer(order_number: str, email: str) -> Order:
 
 
 _LINES = OrderLine.__table__  # Core: no ORM bookkeeping for a counter
-# Built once: a statement object reused is compiled and hashed once.
-_RESERVE = (update(_LINES)
-            .where(_LINES.c.id == bindparam("line"), _LINES.c.reserved_quantity + bindparam("units") <= _LINES.c.quantity)
-            .values(reserved_quantity=_LINES.c.reserved_quantity + bindparam("units")))
+# Built once, compiled once (on SQLite: run on the driver's cursor, services/sqlite_cursor.py).
+_RESERVE = Prepared(update(_LINES)
+                    .where(_LINES.c.id == bindparam("line"),
+                           _LINES.c.reserved_quantity + bindparam("units") <= _LINES.c.quantity)
+                    .values(reserved_quantity=_LINES.c.reserved_quantity + bindparam("units")))
 
 
 def _reserve(line: OrderLine, quantity: int) -> bool:
     """Take ``quantity`` units of a line for a return with one atomic conditional UPDATE:
     racing requests can never hold more units than were ordered."""
-    return db.session.connection().execute(_RESERVE, {"line": line.id, "units": quantity}).rowcount == 1
+    return _RESERVE.run(db.session.connection(), {"line": line.id, "units": quantity})[1] == 1
 
 
 def release_units(ret: Return, quantities: Optional[dict[int, int]] = None) -> None:

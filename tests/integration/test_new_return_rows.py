@@ -126,20 +126,31 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
     def committed(conn):
         timeline.append("COMMIT")
 
-    event.listen(engine, "before_cursor_execute", listen)
-    event.listen(engine, "commit", committed)
+    # SQLite: the new return's statements run on the driver's cursor (services/sqlite_cursor.py),
+    # which engine events don't see; sqlite3's trace callback sees every statement.
+    def traced(dbapi_conn, _record, _proxy):
+        dbapi_conn.set_trace_callback(lambda sql: timeline.append(sql.lstrip().split(None, 1)[0].upper()))
+
+    def untraced(dbapi_conn, _record):
+        dbapi_conn.set_trace_callback(None)
+
+    hooks = ([("checkout", traced), ("checkin", untraced)] if engine.dialect.name == "sqlite"
+             else [("before_cursor_execute", listen)]) + [("commit", committed)]
+    for name, hook in hooks:
+        event.listen(engine, name, hook)
     try:
         with app.app_context():
             ret = svc.create_return(return_body(), "test", NOW)
     finally:
-        event.remove(engine, "before_cursor_execute", listen)
-        event.remove(engine, "commit", committed)
+        for name, hook in hooks:
+            event.remove(engine, name, hook)
     assert ret.status == "authorized"
     first_write = timeline.index("UPDATE")
     assert {"queue mail", "payload"} <= set(timeline[:first_write]), timeline
     assert "render mail" not in timeline
     # From the reservation on: only the inserts (one WITH statement on PostgreSQL) and COMMIT.
     assert set(timeline[first_write + 1:]) <= {"INSERT", "WITH", "COMMIT"}, timeline
+    assert "INSERT" in timeline or "WITH" in timeline
     assert timeline[-1] == "COMMIT"
 
 
