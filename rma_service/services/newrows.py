@@ -43,7 +43,7 @@ from sqlalchemy.orm import RelationshipDirection
 
 from ..extensions import db
 from ..models import unattached
-from .sqlite_cursor import Prepared, driver_errors
+from .dbapi import Prepared, driver_errors
 
 _STAGE = "rma_new_rows"
 
@@ -201,7 +201,7 @@ def _write_per_table(conn, objects: list, ordered: list, new: set) -> None:
             conn.execute(shape.insert, rows)
 
 
-# SQLite: the rows go to the driver's cursor (see services/sqlite_cursor.py for why). Each
+# SQLite: the rows go to the driver's cursor (see services/dbapi.py for why). Each
 # table's INSERT is SQL text made once per process, its values converted by the very bind
 # processors SQLAlchemy would use (dates as SQLite stores them, JSON, decimals), and an id
 # comes from the cursor's ``lastrowid``, one row at a time, only where a child row or a
@@ -279,7 +279,7 @@ def _write_sqlite(conn, ordered: list, needed: set) -> None:
 # the root (one row: a cross join); the outbox events' deliveries are selected from the
 # events' CTE and the subscribed endpoints (audit.deliveries_insert).
 _OUTBOX = "outbox_events"
-_statements: dict[tuple, Any] = {}  # layout → statement; a handful (which tables, which parents)
+_statements: dict[tuple, Prepared] = {}  # layout → statement; a handful (which tables, which parents)
 
 
 def _joinable(root: Any, objects: list, new: set) -> bool:
@@ -332,8 +332,9 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
     key = tuple(layout)
     stmt = _statements.get(key)
     if stmt is None:
-        stmt = _statements.setdefault(key, _build_statement(ordered, layout, dialect.name))
-    root.id = conn.execute(stmt, params).scalar_one()
+        stmt = _statements.setdefault(key, Prepared(_build_statement(ordered, layout, dialect.name)))
+    rows, _count = stmt.run(conn, params)  # on psycopg's cursor (services/dbapi.py)
+    root.id = rows[0][0]
     for _table, group in ordered:
         for obj in group:
             for rel, parent in _parents(obj, new):

@@ -13,7 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..errors import ApiError
 from ..extensions import db
 from ..models import Order, OrderLine, unattached
-from .sqlite_cursor import Prepared
+from .dbapi import Prepared
 
 
 _ORDERS, _LINES = Order.__table__, OrderLine.__table__

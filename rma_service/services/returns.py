@@ -22,7 +22,7 @@ from .audit import emit, record, transition
 from .representation import (customer_reason_value, left_and_surcharge, refund_block, return_amount_due,
                              return_payload)
 from .orders import read_order
-from .sqlite_cursor import Prepared
+from .dbapi import Prepared
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
 
@@ -51,7 +51,7 @@ def order_for_customer(order_number: str, email: str) -> Order:
 
 
 _LINES = OrderLine.__table__  # Core: no ORM bookkeeping for a counter
-# Built once, compiled once (on SQLite: run on the driver's cursor, services/sqlite_cursor.py).
+# Built once, compiled once, run on the driver's cursor (services/dbapi.py).
 _RESERVE = Prepared(update(_LINES)
                     .where(_LINES.c.id == bindparam("line"),
                            _LINES.c.reserved_quantity + bindparam("units") <= _LINES.c.quantity)

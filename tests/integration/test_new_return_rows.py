@@ -22,8 +22,10 @@ def add_endpoint(api, url: str, events: list[str]) -> str:
 
 
 @pytest.fixture
-def statements(app):
-    """The SQL statements run while the block is active (INSERT and WITH only)."""
+def statements(app, monkeypatch):
+    """The SQL statements run while the block is active (INSERT and WITH only): through
+    SQLAlchemy (engine events) or on the driver's cursor (services/dbapi.py)."""
+    from rma_service.services import dbapi
     seen: list[str] = []
     with app.app_context():
         engine = db.engine
@@ -32,6 +34,13 @@ def statements(app):
         if statement.lstrip().upper().startswith(("INSERT", "WITH")):
             seen.append(statement)
 
+    run = dbapi.Prepared.run
+
+    def observed_run(prepared, conn, params):
+        listen(conn, None, str(prepared.statement.compile(dialect=conn.dialect)), params, None, False)
+        return run(prepared, conn, params)
+
+    monkeypatch.setattr(dbapi.Prepared, "run", observed_run)
     event.listen(engine, "before_cursor_execute", listen)
     yield seen
     event.remove(engine, "before_cursor_execute", listen)
@@ -106,7 +115,7 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
     write lock on SQLite) comes after the payloads and the confirmation mail are built, right
     before the rows are inserted; a concurrent request for the same units waits only for that.
     The mail is queued, not rendered: the scheduler renders it."""
-    from rma_service.services import notifications, representation
+    from rma_service.services import dbapi, notifications, representation
     timeline: list[str] = []
     with app.app_context():
         engine = db.engine
@@ -126,7 +135,7 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
     def committed(conn):
         timeline.append("COMMIT")
 
-    # SQLite: the new return's statements run on the driver's cursor (services/sqlite_cursor.py),
+    # SQLite: the new return's statements run on the driver's cursor (services/dbapi.py),
     # which engine events don't see; sqlite3's trace callback sees every statement.
     def traced(dbapi_conn, _record, _proxy):
         dbapi_conn.set_trace_callback(lambda sql: timeline.append(sql.lstrip().split(None, 1)[0].upper()))
@@ -134,8 +143,19 @@ def test_units_are_locked_only_for_the_reservation_the_insert_and_the_commit(app
     def untraced(dbapi_conn, _record):
         dbapi_conn.set_trace_callback(None)
 
-    hooks = ([("checkout", traced), ("checkin", untraced)] if engine.dialect.name == "sqlite"
-             else [("before_cursor_execute", listen)]) + [("commit", committed)]
+    # PostgreSQL: engine events, and dbapi.Prepared's statements (on psycopg's cursor) as they run.
+    if engine.dialect.name == "sqlite":
+        hooks = [("checkout", traced), ("checkin", untraced)]
+    else:
+        hooks = [("before_cursor_execute", listen)]
+        run = dbapi.Prepared.run
+
+        def observed_run(prepared, conn, params):
+            timeline.append(str(prepared.statement).lstrip().split(None, 1)[0].upper())
+            return run(prepared, conn, params)
+
+        monkeypatch.setattr(dbapi.Prepared, "run", observed_run)
+    hooks.append(("commit", committed))
     for name, hook in hooks:
         event.listen(engine, name, hook)
     try:

@@ -1,0 +1,92 @@
+"""Prebuilt Core statements run on the driver's own cursor: the statements of a new return.
+
+A simple statement costs SQLite (in-process) a few microseconds and PostgreSQL one round
+trip; SQLAlchemy's execution path around it (cached-compilation lookup, execution context,
+generic parameter and result processing, the result object) costs many times what the
+driver itself spends. For the statements of the busiest request (read the order, reserve its
+units, insert the new rows: services/orders.py, services/returns.py, services/newrows.py) the
+statement is compiled once per dialect and run on the cursor of the session's own connection
+(same transaction, same locks), its values converted by the very processors SQLAlchemy would
+use (public ``TypeEngine.dialect_impl`` / ``bind_processor`` / ``result_processor``, the latter
+with the type codes of the first answer, as SQLAlchemy does), driver errors raised as
+SQLAlchemy's. A statement whose compiled form needs more than that (escaped parameter names)
+and other databases go through SQLAlchemy as usual.
+
+Engine events (``before_cursor_execute``) do not see what runs here; sqlite3's trace callback
+does.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+
+@contextmanager
+def driver_errors(dialect: Any, sql: Optional[str], params: Any = None, many: bool = False) -> Iterator[None]:
+    """Re-raise the driver's exceptions as SQLAlchemy would (IntegrityError, OperationalError,
+    …): callers handle SQLAlchemy's exceptions, not sqlite3's."""
+    try:
+        yield
+    except dialect.dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dialect.dbapi.Error, dialect=dialect, ismulti=many) from exc
+
+
+class Prepared:
+    """A Core statement with named bind parameters, run with ``run(conn, params)``: rows as
+    tuples (processed like SQLAlchemy's) and the row count."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, Optional[tuple]] = {}  # dialect name → (compiled, bind processors)
+        self._results: dict[str, list] = {}  # dialect name → result processors (from the first answer)
+
+    def _for(self, dialect: Any) -> Optional[tuple]:
+        if dialect.name not in self._compiled:
+            compiled = self.statement.compile(dialect=dialect)
+            found = None
+            if not compiled.escaped_bind_names:
+                # By the name each parameter has in the SQL text (anonymous ones included).
+                processors = [(name, bind.type.dialect_impl(dialect).bind_processor(dialect))
+                              for bind, name in compiled.bind_names.items()]
+                found = (compiled, [(name, process) for name, process in processors if process is not None])
+            self._compiled[dialect.name] = found
+        return self._compiled[dialect.name]
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> tuple[list[tuple], int]:
+        dialect = conn.dialect
+        found = self._for(dialect) if (dialect.name, dialect.driver) in _DRIVERS else None
+        if found is None:
+            result = conn.execute(self.statement, params)
+            return (result.all() if result.returns_rows else []), result.rowcount
+        compiled, processors = found
+        sql = compiled.string
+        values = compiled.construct_params(params)  # the statement's own values and ``params``
+        for name, process in processors:
+            values[name] = process(values[name])
+        args = [values[name] for name in compiled.positiontup] if dialect.positional else values
+        cursor = conn.connection.cursor()
+        try:
+            with driver_errors(dialect, sql, args):
+                cursor.execute(sql, args)
+                rows = cursor.fetchall() if cursor.description is not None else []
+            if rows:
+                results = self._results.get(dialect.name)
+                if results is None:
+                    columns = self.statement.selected_columns
+                    results = self._results.setdefault(dialect.name, [
+                        column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                        for column, described in zip(columns, cursor.description)])
+                if any(results):
+                    rows = [tuple(value if process is None else process(value) for value, process in zip(row, results))
+                            for row in rows]
+            return rows, cursor.rowcount
+        finally:
+            cursor.close()
+
+
+# The drivers whose cursor this module uses (the service's own: SQLite's and psycopg 3).
+_DRIVERS = frozenset({("sqlite", "pysqlite"), ("postgresql", "psycopg")})
