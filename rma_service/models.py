@@ -27,9 +27,10 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
-        value = value.astimezone(timezone.utc)
+        if value.tzinfo is not timezone.utc:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+            value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
@@ -47,6 +48,7 @@ class Money(TypeDecorator):
     impl = Numeric(12, 2)
     cache_ok = True
     precision, scale = 12, 2
+    quantum = Decimal("0.01")  # 10 ** -scale
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
@@ -56,13 +58,13 @@ class Money(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        value = Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+        value = Decimal(value).quantize(self.quantum)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+        return Decimal(value).quantize(self.quantum)
 
 
 class Rate(Money):
@@ -71,6 +73,7 @@ class Rate(Money):
     impl = Numeric(7, 4)
     cache_ok = True
     precision, scale = 7, 4
+    quantum = Decimal("0.0001")
 
 
 def utcnow() -> datetime:

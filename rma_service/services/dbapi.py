@@ -17,22 +17,32 @@ does.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Optional
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 
-@contextmanager
-def driver_errors(dialect: Any, sql: Optional[str], params: Any = None, many: bool = False) -> Iterator[None]:
-    """Re-raise the driver's exceptions as SQLAlchemy would (IntegrityError, OperationalError,
-    …): callers handle SQLAlchemy's exceptions, not sqlite3's."""
-    try:
-        yield
-    except dialect.dbapi.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, dialect.dbapi.Error, dialect=dialect, ismulti=many) from exc
+class driver_errors:
+    """``with driver_errors(dialect, sql, params):`` re-raises the driver's exceptions as
+    SQLAlchemy would (IntegrityError, OperationalError, …): callers handle SQLAlchemy's
+    exceptions, not the driver's. (A class: cheaper than a generator context manager, and
+    it wraps every statement of a new return.)"""
+
+    __slots__ = ("dialect", "sql", "params", "many")
+
+    def __init__(self, dialect: Any, sql: Optional[str], params: Any = None, many: bool = False) -> None:
+        self.dialect, self.sql, self.params, self.many = dialect, sql, params, many
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, _traceback: Any) -> bool:
+        base = self.dialect.dbapi.Error
+        if exc is not None and isinstance(exc, base):
+            raise DBAPIError.instance(self.sql, self.params, exc, base, dialect=self.dialect,
+                                      ismulti=self.many) from exc
+        return False
 
 
 class Prepared:
@@ -68,21 +78,27 @@ class Prepared:
         for name, process in processors:
             values[name] = process(values[name])
         args = [values[name] for name in compiled.positiontup] if dialect.positional else values
-        cursor = conn.connection.cursor()
+        cursor = conn.connection.dbapi_connection.cursor()
         try:
             with driver_errors(dialect, sql, args):
                 cursor.execute(sql, args)
                 rows = cursor.fetchall() if cursor.description is not None else []
             if rows:
                 results = self._results.get(dialect.name)
-                if results is None:
+                if results is None:  # (position, processor) of the columns that have one
                     columns = self.statement.selected_columns
-                    results = self._results.setdefault(dialect.name, [
-                        column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-                        for column, described in zip(columns, cursor.description)])
-                if any(results):
-                    rows = [tuple(value if process is None else process(value) for value, process in zip(row, results))
-                            for row in rows]
+                    processors = [column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                                  for column, described in zip(columns, cursor.description)]
+                    results = self._results.setdefault(
+                        dialect.name, [(i, process) for i, process in enumerate(processors) if process is not None])
+                if results:
+                    processed = []
+                    for row in rows:
+                        row = list(row)
+                        for i, process in results:
+                            row[i] = process(row[i])
+                        processed.append(tuple(row))
+                    rows = processed
             return rows, cursor.rowcount
         finally:
             cursor.close()

@@ -112,12 +112,14 @@ class _Shape:
         self.insert_returning = insert(self.table).returning(self.pk, sort_by_parameter_order=True)
 
     def row(self, obj: Any) -> dict[str, Any]:
+        # The objects are transient (never in a session): values go straight to their
+        # __dict__, as a load would put them, without attribute events.
         state = obj.__dict__
         for rel, pairs in self.parents:
             parent = state.get(rel)
             if parent is not None:
                 for fk_attr, key_attr in pairs:
-                    setattr(obj, fk_attr, getattr(parent, key_attr))
+                    state[fk_attr] = getattr(parent, key_attr)
         values = {}
         for attr, key, default in self.columns:
             if attr in state:
@@ -126,7 +128,7 @@ class _Shape:
                 values[key] = None
             else:
                 value = default.arg(None) if default.is_callable else default.arg
-                setattr(obj, attr, value)  # as the unit of work would: the object shows it
+                state[attr] = value  # as the unit of work would: the object shows it
                 values[key] = value
         return values
 
@@ -235,7 +237,7 @@ def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
 
 def _write_sqlite(conn, ordered: list, needed: set) -> None:
     dialect = conn.dialect
-    cursor = conn.connection.cursor()
+    cursor = conn.connection.dbapi_connection.cursor()
     try:
         for table, group in ordered:
             shape = _shape(type(group[0]))
