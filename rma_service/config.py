@@ -240,4 +240,5 @@ def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Each connection waits for the write lock instead of failing at once.
         return {"connect_args": {"timeout": 30}, "hide_parameters": True}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "hide_parameters": True}
+    # No pool_pre_ping: connections idle for a while are pinged instead (rma_service._ping_idle_connections).
+    return {"pool_size": 10, "max_overflow": 10, "hide_parameters": True}

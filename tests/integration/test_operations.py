@@ -344,3 +344,47 @@ def test_weasyprint_progress_stays_out_of_an_info_log(app):
     """Their own level, not the root's (which the test run's migrations set to WARNING)."""
     assert logging.getLogger("weasyprint").level == logging.WARNING
     assert logging.getLogger("fontTools").level == logging.WARNING
+
+
+# --- stale database connections (rma_service._ping_idle_connections) -------------------------
+
+needs_postgresql_server = pytest.mark.skipif(
+    not os.environ.get("RMA_TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="connections dropped by the database server: a PostgreSQL matter")
+
+
+def _drop_the_service_connections(app) -> int:
+    """What a server restart or an idle timeout does to the pool: every other session of the
+    database is terminated (this one, made for the purpose, excepted)."""
+    from sqlalchemy import create_engine
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        with engine.begin() as conn:
+            return len(conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all())
+    finally:
+        engine.dispose()
+
+
+@needs_postgresql_server
+def test_a_connection_idle_in_the_pool_is_pinged_and_replaced(app, api, order, monkeypatch):
+    import rma_service
+    monkeypatch.setattr(rma_service, "IDLE_PING_SECONDS", 0.05)
+    assert api.get("/orders/1001").status_code == 200
+    assert _drop_the_service_connections(app) >= 1
+    time.sleep(0.1)  # idle for longer than IDLE_PING_SECONDS: pinged at checkout, replaced
+    assert api.get("/orders/1001").status_code == 200
+
+
+@needs_postgresql_server
+def test_a_connection_dropped_while_busy_fails_one_request_then_the_pool_recovers(app, api, order):
+    """A connection checked in a moment ago is not pinged (one round trip less per request):
+    if the server dropped it in that moment, that request fails with the usual 500 problem
+    and no detail; SQLAlchemy invalidates the pool on the disconnect and the next request
+    connects afresh."""
+    assert api.get("/orders/1001").status_code == 200
+    assert _drop_the_service_connections(app) >= 1
+    resp = api.get("/orders/1001")
+    assert resp.status_code == 500 and resp.get_json()["code"] == "internal_error"
+    assert api.get("/orders/1001").status_code == 200
