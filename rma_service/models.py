@@ -87,9 +87,15 @@ def unattached(model: type, values: dict[str, Any]) -> Any:
     the rows it writes with services/newrows.py. Attribute *set* listeners (the reminder
     hints above) do not run: give every value they would have set. A relationship is set
     with ``set_committed_value``, or given here when it is a many-to-one."""
-    obj = class_mapper(model).class_manager.new_instance()
+    manager = _managers.get(model)
+    if manager is None:
+        manager = _managers.setdefault(model, class_mapper(model).class_manager)
+    obj = manager.new_instance()
     obj.__dict__.update(values)
     return obj
+
+
+_managers: dict[type, Any] = {}  # model → its ClassManager (looked up once: not free either)
 
 
 def new_uuid() -> str:

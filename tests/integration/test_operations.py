@@ -388,3 +388,23 @@ def test_a_connection_dropped_while_busy_fails_one_request_then_the_pool_recover
     resp = api.get("/orders/1001")
     assert resp.status_code == 500 and resp.get_json()["code"] == "internal_error"
     assert api.get("/orders/1001").status_code == 200
+
+
+def test_ensure_sync_is_remembered_per_function_and_stays_bounded(app, monkeypatch):
+    """rma_service.RmaFlask memoizes Flask's ensure_sync: a plain function is returned as it
+    is, a coroutine function still goes to async_to_sync, and per-request callables cannot
+    grow the memo without bound."""
+    import functools
+
+    def plain():
+        return 1
+
+    async def coroutine():
+        return 2
+
+    monkeypatch.setattr(app, "async_to_sync", lambda func: ("wrapped", func))
+    assert app.ensure_sync(plain) is plain and app.ensure_sync(plain) is plain
+    assert app.ensure_sync(coroutine) == ("wrapped", coroutine)
+    for _ in range(app._SYNC_MEMO_SIZE + 10):
+        assert app.ensure_sync(functools.partial(plain))() == 1
+    assert len(app._sync_memo) <= app._SYNC_MEMO_SIZE
