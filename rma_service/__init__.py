@@ -37,12 +37,20 @@ class RowIdConverter(IntegerConverter):
 
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session; a request without the cookie (every API call: a shop's
-    backend sends none) gets its empty session without building the signing serializer."""
+    backend sends none) gets its empty session without building the signing serializer, and
+    an API answer gets no session work (nor ``Vary: Cookie``) afterwards."""
 
     def open_session(self, app: Flask, request: Request) -> Optional[SecureCookieSession]:
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        # The JSON API never uses the session (Flask-Login merely looks into it): its answers
+        # don't vary with a cookie, so no Vary: Cookie and nothing to save unless changed.
+        if request.blueprint == "api" and not session.modified:
+            return
+        super().save_session(app, session, response)
 
 
 class RmaFlask(Flask):

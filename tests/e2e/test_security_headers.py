@@ -82,6 +82,17 @@ def test_api_answers_and_api_errors_allow_nothing(client, api, order):
         assert resp.headers["Content-Security-Policy"] == JSON_CSP, where
 
 
+def test_api_answers_do_not_vary_with_a_cookie_but_pages_do(client, api, order, status_path, frozen_now):
+    """The API never uses the session: no ``Vary: Cookie`` (a cache may share its answers
+    whatever cookie comes along); a page, whose language and sign-in come from the session
+    cookie, keeps it."""
+    for resp in (api.get("/orders/1001"), api.post("/returns", json=return_body(
+            items=[{"line_id": "L2", "quantity": 1, "reason": "too_large"}]))):
+        assert resp.status_code in (200, 201), resp.get_json()
+        assert "Cookie" not in resp.headers.get("Vary", ""), resp.headers
+    assert "Cookie" in client.get(status_path).headers.get("Vary", "")
+
+
 def test_api_docs_allow_only_their_own_initializer(client):
     resp = client.get("/api/docs")
     assert resp.status_code == 200
