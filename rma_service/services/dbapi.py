@@ -17,7 +17,10 @@ does.
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Optional
+
+from psycopg import RawCursor
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -56,7 +59,10 @@ class Prepared:
 
     def _for(self, dialect: Any) -> Optional[tuple]:
         if dialect.name not in self._compiled:
-            compiled = self.statement.compile(dialect=dialect)
+            # psycopg: PostgreSQL's own $n placeholders, run on a RawCursor. With %(name)s,
+            # psycopg parses the placeholders out of the SQL on every execution of a statement
+            # longer than 4 kB (it caches shorter ones): the new return's WITH statement is.
+            compiled = self.statement.compile(dialect=_numeric_dollar() if dialect.name == "postgresql" else dialect)
             found = None
             if not compiled.escaped_bind_names:
                 # By the name each parameter has in the SQL text (anonymous ones included).
@@ -77,8 +83,9 @@ class Prepared:
         values = compiled.construct_params(params)  # the statement's own values and ``params``
         for name, process in processors:
             values[name] = process(values[name])
-        args = [values[name] for name in compiled.positiontup] if dialect.positional else values
-        cursor = conn.connection.dbapi_connection.cursor()
+        args = [values[name] for name in compiled.positiontup] if compiled.positional else values
+        driver_conn = conn.connection.dbapi_connection
+        cursor = RawCursor(driver_conn) if dialect.name == "postgresql" else driver_conn.cursor()
         try:
             with driver_errors(dialect, sql, args):
                 cursor.execute(sql, args)
@@ -102,6 +109,12 @@ class Prepared:
             return rows, cursor.rowcount
         finally:
             cursor.close()
+
+
+@cache
+def _numeric_dollar() -> Any:
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+    return PGDialect_psycopg(paramstyle="numeric_dollar")
 
 
 # The drivers whose cursor this module uses (the service's own: SQLite's and psycopg 3).
