@@ -89,7 +89,8 @@ class Prepared:
         try:
             with driver_errors(dialect, sql, args):
                 cursor.execute(sql, args)
-                rows = cursor.fetchall() if cursor.description is not None else []
+                # (Not cursor.description to tell: psycopg builds a Column object per column each time.)
+                rows = cursor.fetchall() if self.statement.is_select else []
             if rows:
                 results = self._results.get(dialect.name)
                 if results is None:  # (position, processor) of the columns that have one
