@@ -169,9 +169,11 @@ def write(root: Any, staged: list) -> None:
     new = {id(obj) for obj in objects}
     conn = db.session.connection()
     root_first = len(ordered[0][1]) == 1 and ordered[0][1][0] is root
-    if not (conn.dialect.name == "postgresql" and root_first and _joinable(root, objects, new)
-            and _write_one_statement(conn, root, ordered, new)):
-        _write_per_table(conn, objects, ordered, new)
+    if conn.dialect.name == "postgresql" and root_first:
+        links = {id(obj): tuple(_parents(obj, new)) for obj in objects}  # (relationship, new parent)
+        if _joinable(root, links) and _write_one_statement(conn, root, ordered, links):
+            return
+    _write_per_table(conn, objects, ordered, new)
 
 
 def _parents(obj: Any, new: set) -> Iterator[tuple[str, Any]]:
@@ -284,8 +286,8 @@ _OUTBOX = "outbox_events"
 _statements: dict[tuple, Prepared] = {}  # layout → statement; a handful (which tables, which parents)
 
 
-def _joinable(root: Any, objects: list, new: set) -> bool:
-    return all(parent is root for obj in objects for _rel, parent in _parents(obj, new))
+def _joinable(root: Any, links: dict[int, tuple]) -> bool:
+    return all(parent is root for found in links.values() for _rel, parent in found)
 
 
 class _NotJson(Exception):
@@ -306,8 +308,9 @@ def _json_value(value: Any) -> Any:
 _AS_IS = frozenset({str, int, bool, float, type(None), dict, list})
 
 
-def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
-    """False (nothing written) when the rows do not fit one statement."""
+def _write_one_statement(conn, root: Any, ordered: list, links_of: dict[int, tuple]) -> bool:
+    """False (nothing written) when the rows do not fit one statement. ``links_of``: each
+    object's new parents, by ``id``."""
     position = {id(obj): t for t, (_table, group) in enumerate(ordered) for obj in group}
     dialect = conn.dialect
     params: dict[str, Any] = {}
@@ -316,13 +319,13 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
         for t, (table, group) in enumerate(ordered):
             shape = _shape(type(group[0]))
             links, rows = set(), []
+            decorators = shape.decorators
             for i, obj in enumerate(group):
-                links.add(tuple(sorted((rel, position[id(parent)]) for rel, parent in _parents(obj, new))))
+                links.add(tuple(sorted((rel, position[id(parent)]) for rel, parent in links_of[id(obj)])))
                 row = {"n": i}
                 for key, value in shape.row(obj).items():
-                    decorator = shape.decorators.get(key)
-                    if decorator is not None:
-                        value = decorator.process_bind_param(value, dialect)
+                    if key in decorators:
+                        value = decorators[key].process_bind_param(value, dialect)
                     row[key] = value if type(value) in _AS_IS else _json_value(value)
                 rows.append(row)
             if len(links) > 1:
@@ -339,10 +342,10 @@ def _write_one_statement(conn, root: Any, ordered: list, new: set) -> bool:
     root.id = rows[0][0]
     for _table, group in ordered:
         for obj in group:
-            for rel, parent in _parents(obj, new):
+            for rel, parent in links_of[id(obj)]:
                 if parent is root:
                     for fk_attr, key_attr in _shape(type(obj)).pairs[rel]:
-                        setattr(obj, fk_attr, getattr(root, key_attr))
+                        obj.__dict__[fk_attr] = getattr(root, key_attr)  # transient: no events needed
     return True
 
 
