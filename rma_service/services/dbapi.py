@@ -21,7 +21,6 @@ from functools import cache
 from typing import Any, Optional
 
 from psycopg import RawCursor
-
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -55,7 +54,7 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         self._compiled: dict[str, Optional[tuple]] = {}  # dialect name → (compiled, bind processors)
-        self._results: dict[str, list] = {}  # dialect name → result processors (from the first answer)
+        self._results: dict[str, list] = {}  # dialect name → (position, result processor), from the first answer
 
     def _for(self, dialect: Any) -> Optional[tuple]:
         if dialect.name not in self._compiled:
@@ -78,10 +77,10 @@ class Prepared:
         if found is None:
             result = conn.execute(self.statement, params)
             return (result.all() if result.returns_rows else []), result.rowcount
-        compiled, processors = found
+        compiled, bind_processors = found
         sql = compiled.string
         values = compiled.construct_params(params)  # the statement's own values and ``params``
-        for name, process in processors:
+        for name, process in bind_processors:
             values[name] = process(values[name])
         args = [values[name] for name in compiled.positiontup] if compiled.positional else values
         driver_conn = conn.connection.dbapi_connection
@@ -95,10 +94,10 @@ class Prepared:
                 results = self._results.get(dialect.name)
                 if results is None:  # (position, processor) of the columns that have one
                     columns = self.statement.selected_columns
-                    processors = [column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-                                  for column, described in zip(columns, cursor.description)]
-                    results = self._results.setdefault(
-                        dialect.name, [(i, process) for i, process in enumerate(processors) if process is not None])
+                    result_processors = [column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                                         for column, described in zip(columns, cursor.description)]
+                    results = self._results.setdefault(dialect.name, [
+                        (i, process) for i, process in enumerate(result_processors) if process is not None])
                 if results:
                     processed = []
                     for row in rows:
