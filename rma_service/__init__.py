@@ -82,7 +82,7 @@ class RmaFlask(Flask):
 def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     cfg = load_config(config)
     app = RmaFlask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
-                instance_path=str(ROOT / "instance"))
+                   instance_path=str(ROOT / "instance"))
     app.config.update(flask_config(cfg))
     app.config["RMA"] = cfg
     app.json.sort_keys = False  # keep the contract's field order in responses

@@ -5,11 +5,11 @@ from flask import request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits.storage import MemoryStorage
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from limits.storage import MemoryStorage
 from sqlalchemy import MetaData
 
 # One naming convention from the first migration on, so that constraints can be altered by name.
