@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-03 09:00:00
+Create Date: 2026-12-02 10:10:00
 
 The customer's confirmation mail was rendered (three Jinja templates) inside POST
 /api/v1/returns, the API's busiest write. It is now queued as what renders it — template,
