@@ -19,10 +19,10 @@ from ..extensions import db
 from ..models import REMINDER_RECHECK, Order, OrderLine, Photo, Return, ReturnItem, unattached
 from . import newrows, notifications, policy
 from .audit import emit, record, transition
+from .dbapi import Prepared
 from .representation import (customer_reason_value, left_and_surcharge, refund_block, return_amount_due,
                              return_payload)
 from .orders import read_order
-from .dbapi import Prepared
 
 NOT_FOUND_ORDER = "No order matches this order number and email."
 
