@@ -228,10 +228,8 @@ def _sqlite_insert(table: Any, shape: _Shape, dialect: Any) -> tuple[str, list]:
     found = _sqlite_inserts.get(table)
     if found is None:
         keys = [key for _attr, key, _default in shape.columns]
-        preparer = dialect.identifier_preparer
-        sql = "INSERT INTO {} ({}) VALUES ({})".format(
-            preparer.format_table(table), ", ".join(preparer.quote(key) for key in keys),
-            ", ".join("?" * len(keys)))
+        # SQLAlchemy writes the SQL: "INSERT INTO t (a, b, …) VALUES (?, ?, …)", parameters in ``keys`` order.
+        sql = shape.insert.compile(dialect=dialect, column_keys=keys).string
         processors = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in keys]
         found = _sqlite_inserts.setdefault(table, (sql, processors))
     return found
